@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""One entry point for a newcomer, standard library only (works on a machine with only Python).
+
+    python3 workbook.py test   # create .venv, install everything, run all tests and notebooks
+    python3 workbook.py run    # create .venv, install everything, run the walkthrough
+    python3 workbook.py setup  # only create .venv and install
+
+The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml) makes a
+second call skip the install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+STAMP = VENV / ".cobot-install-stamp"
+EXTRAS = "notebooks,dev"
+
+
+def say(message: str) -> None:
+    print(f"[workbook] {message}", flush=True)
+
+
+def run(*args: str | os.PathLike, env: dict | None = None) -> None:
+    say(" ".join(str(a) for a in args))
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, env={**os.environ, **(env or {})})
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def setup() -> None:
+    """Create .venv and install the package with its extras (skipped when already current)."""
+    if sys.version_info < (3, 10):  # noqa: UP036 (this file runs before any install)
+        sys.exit(f"Python >= 3.10 is needed, this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if PYTHON.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        say("environment is up to date (.venv)")
+        return
+    start = time.time()
+    if not PYTHON.exists():
+        say("creating .venv")
+        venv.create(VENV, with_pip=True)
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]")
+    run(PYTHON, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3")
+    STAMP.write_text(wanted)
+    say(f"installed in {time.time() - start:.0f} s")
+
+
+def ensure_foundation_model() -> None:
+    """Pretrain the tiny foundation SAM once (cached in ~/.cache/cobot_lib or $COBOT_CACHE)."""
+    script = ROOT / "data_scripts" / "pretrain_tiny_sam.py"
+    if script.exists():
+        run(PYTHON, script)
+
+
+def test() -> None:
+    setup()
+    run(PYTHON, "-m", "ruff", "check", ".")
+    ensure_foundation_model()
+    run(PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
+
+
+def main_job() -> None:
+    setup()
+    ensure_foundation_model()
+    walkthrough = ROOT / "cobot_lib" / "walkthrough.py"
+    if walkthrough.exists():
+        run(PYTHON, "-m", "cobot_lib.walkthrough", *sys.argv[2:])
+    else:
+        run(PYTHON, ROOT / "data_scripts" / "demo_quickstart.py")
+
+
+COMMANDS = {"setup": setup, "test": test, "run": main_job}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(f"usage: python3 workbook.py {{{','.join(COMMANDS)}}} [extra arguments]")
+    COMMANDS[sys.argv[1]]()
