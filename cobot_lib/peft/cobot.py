@@ -1,0 +1,116 @@
+"""The COBOT modules: inter-block communication (IBC) and intra-block enhancement (IBE).
+
+Inside PEFT module m, between its down map A_m and up map B_m, with h = A_m x in R^V:
+
+    h' = W_m ( (lambda_MC_m + lambda_LM_m) * h )        (Eq. 21, folded by linearity)
+
+- ``RelationMatrix`` holds, for all M modules of the encoder, the base coefficients c_k (the
+  diagonal slices of T in R^{V x V x M}, Eq. 4-5) and the M x M relation matrix S; the cross-block
+  coefficient set of module m is the m-th diagonal slice of T_w = T x_3 S (Eqs. 15-17), computed
+  with ``tproduct.mode3_product`` so that the model runs the function the notebooks teach.
+- ``CobotBridge`` is the per-module part: its own coefficient set lambda_MC_m and the head W_m
+  (the quaternion layer of ``quaternion.QuaternionLinear``, a dense layer, or the identity).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..quaternion import QuaternionLinear
+from ..tproduct import mode3_product
+from .config import CobotConfig
+
+__all__ = ["RelationMatrix", "CobotBridge"]
+
+
+def _fixed_relation(num_modules: int, seed: int) -> torch.Tensor:
+    """A random row-stochastic S (rows ~ Dirichlet(1)): it mixes across blocks at random but,
+    like the identity, keeps lambda_LM = 1 while all c = 1, so only the mixing differs."""
+    gen = torch.Generator().manual_seed(seed)
+    s = -torch.log(torch.rand(num_modules, num_modules, generator=gen).clamp_min(1e-12))
+    return s / s.sum(dim=1, keepdim=True)
+
+
+class RelationMatrix(nn.Module):
+    """Base coefficients c (M x V, init ones) and the relation matrix S (M x M, init identity)."""
+
+    def __init__(self, num_modules: int, rank: int, relation: str = "learnable", seed: int = 0):
+        super().__init__()
+        self.num_modules, self.rank, self.relation = num_modules, rank, relation
+        self.c = nn.Parameter(torch.ones(num_modules, rank))
+        if relation == "learnable":
+            self.S = nn.Parameter(torch.eye(num_modules))
+        elif relation == "fixed":
+            self.register_buffer("S", _fixed_relation(num_modules, seed))
+        elif relation == "off":
+            self.register_buffer("S", torch.eye(num_modules))
+        else:
+            raise ValueError(f"relation must be learnable, fixed or off, got {relation!r}")
+
+    def tensor(self) -> torch.Tensor:
+        """T = [diag(c_1), ..., diag(c_M)] in R^{V x V x M} (Eq. 5)."""
+        return torch.diag_embed(self.c).permute(1, 2, 0)
+
+    def mixed_tensor(self) -> torch.Tensor:
+        """T_w = T x_3 S (Eq. 15): slice m is sum_k S[m, k] diag(c_k)."""
+        return mode3_product(self.tensor(), self.S)
+
+    def cross_block_coefficients(self) -> torch.Tensor:
+        """lambda_LM for every module, (M, V): the diagonals of T_w's frontal slices (Eq. 17)."""
+        return torch.diagonal(self.mixed_tensor(), dim1=0, dim2=1)
+
+    def extra_repr(self) -> str:
+        return f"num_modules={self.num_modules}, rank={self.rank}, relation={self.relation}"
+
+
+class CobotBridge(nn.Module):
+    """h -> W ((lambda_MC + lambda_LM) * h) for one PEFT module (index ``index`` of M)."""
+
+    def __init__(self, rank: int, index: int, relation: RelationMatrix, config: CobotConfig):
+        super().__init__()
+        self.rank, self.index = rank, index
+        # The relation matrix is shared by all bridges and registered once, on the image
+        # encoder; a tuple keeps it out of this module's parameters and state dict.
+        self._relation = (relation,)
+        self.lambda_mc = (
+            nn.Parameter(torch.ones(rank)) if config.coefficient_sets == "dual" else None
+        )
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(config.seed * 1009 + index)
+        if config.head == "hypercomplex":
+            self.head: nn.Module | None = QuaternionLinear(rank, init=config.head_init)
+        elif config.head == "linear":
+            self.head = nn.Linear(rank, rank, bias=False)
+            nn.init.orthogonal_(self.head.weight)
+        else:
+            self.head = None
+        torch.random.set_rng_state(gen_state)
+
+    @property
+    def relation(self) -> RelationMatrix:
+        return self._relation[0]
+
+    def coefficients(self) -> torch.Tensor:
+        """lambda_MC + lambda_LM (or lambda_LM alone with a single coefficient set), shape (V,)."""
+        lam = self.relation.cross_block_coefficients()[self.index]
+        return lam + self.lambda_mc if self.lambda_mc is not None else lam
+
+    def head_matrix(self) -> torch.Tensor:
+        """W as a real V x V matrix (identity when there is no head)."""
+        if self.head is None:
+            return torch.eye(self.rank, device=self.relation.c.device)
+        if isinstance(self.head, QuaternionLinear):
+            return self.head.matrix()
+        return self.head.weight
+
+    def matrix(self) -> torch.Tensor:
+        """The whole bridge as one V x V matrix, W diag(lambda): used to merge adapters."""
+        return self.head_matrix() * self.coefficients().unsqueeze(0)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = h * self.coefficients().to(h.dtype)
+        return self.head(h) if self.head is not None else h
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, index={self.index}"

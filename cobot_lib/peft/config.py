@@ -1,0 +1,150 @@
+"""PEFT configuration as data: one frozen dataclass per variant (each ablation row is one value).
+
+Defaults follow METHOD.md sections 1-2: LoRA rank 4 on q and v, Adaptformer hidden size 16,
+and COBOT with both coefficient sets, a learnable relation matrix and the quaternion head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = ["METHODS", "PEFT_METHODS", "DEFAULT_RANK", "CobotConfig", "PeftConfig", "make_config"]
+
+METHODS = ("lora", "adaptformer", "freeze", "decoder", "full")
+PEFT_METHODS = ("lora", "adaptformer")  # the ones that inject modules COBOT can sit in
+DEFAULT_RANK = {"lora": 4, "adaptformer": 16}
+
+_CHOICES = {
+    "coefficient_sets": ("dual", "single"),
+    "relation": ("learnable", "fixed", "off"),
+    "head": ("hypercomplex", "linear", "none"),
+    "head_init": ("paper", "official"),
+}
+
+
+@dataclass(frozen=True)
+class CobotConfig:
+    """The switches of Tables 1-3 (METHOD.md section 4).
+
+    coefficient_sets: "dual" = lambda_MC + lambda_LM (CoS on); "single" = lambda_LM only.
+    relation: "learnable" S (RM on); "fixed" = a random row-stochastic S, not trained (Table 2);
+        "off" = S fixed to the identity (no cross-block mixing).
+    head: "hypercomplex" = quaternion layer W (HL, V^2/4 parameters); "linear" = a dense V x V
+        layer (Table 3); "none" = W is the identity.
+    head_init: "paper" (unit sphere, orthogonal) or "official" (real part 0, i,j,k ~ U(0,1)).
+    seed: draws the fixed random relation matrix and the head's initial weights.
+    """
+
+    coefficient_sets: str = "dual"
+    relation: str = "learnable"
+    head: str = "hypercomplex"
+    head_init: str = "paper"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"CobotConfig.{name}={value!r}; expected one of {list(allowed)}")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"CobotConfig.seed must be an int, got {self.seed!r}")
+
+
+@dataclass(frozen=True)
+class PeftConfig:
+    """A fine-tuning method on SAM's image encoder.
+
+    method: "lora", "adaptformer", "freeze" (nothing trains), "decoder" (the paper's
+        "Lightweight": only the mask decoder trains) or "full".
+    rank: V, the hidden size of each PEFT module (LoRA rank / Adaptformer bottleneck).
+    cobot: None for the plain method, else the COBOT switches.
+    train_decoder: for lora/adaptformer, whether SAM's mask decoder trains too (the paper trains
+        it and leaves it out of its parameter counts).
+    adaptformer_scale / adaptformer_dropout: s and the dropout of METHOD.md section 1.
+    """
+
+    method: str
+    rank: int | None = None
+    cobot: CobotConfig | None = None
+    train_decoder: bool = True
+    adaptformer_scale: float = 1.0
+    adaptformer_dropout: float = 0.1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(
+                f"unknown PEFT method {self.method!r}; expected one of {list(METHODS)}"
+            )
+        if self.method in PEFT_METHODS:
+            if self.rank is None:
+                object.__setattr__(self, "rank", DEFAULT_RANK[self.method])
+            if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
+                raise ValueError(f"rank must be a positive integer, got {self.rank!r}")
+        else:
+            if self.rank is not None:
+                raise ValueError(f"method {self.method!r} has no rank; got rank={self.rank!r}")
+            if self.cobot is not None:
+                raise ValueError(
+                    f"COBOT sits inside LoRA or Adaptformer modules; method {self.method!r} has "
+                    f"none (use one of {list(PEFT_METHODS)})"
+                )
+        if isinstance(self.cobot, dict):
+            object.__setattr__(self, "cobot", CobotConfig(**self.cobot))
+        if self.cobot is not None and self.cobot.head == "hypercomplex" and self.rank % 4:
+            raise ValueError(
+                f"the quaternion head needs V divisible by 4, got rank={self.rank}; "
+                "use a multiple of 4 or head='linear'/'none'"
+            )
+        if not 0.0 <= self.adaptformer_dropout < 1.0:
+            raise ValueError(
+                f"adaptformer_dropout must be in [0, 1), got {self.adaptformer_dropout}"
+            )
+
+    @property
+    def trains_decoder(self) -> bool:
+        return self.method in ("decoder", "full") or (
+            self.method in PEFT_METHODS and self.train_decoder
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PeftConfig:
+        data = dict(data)
+        cobot = data.pop("cobot", None)
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown PeftConfig keys {sorted(unknown)}")
+        return cls(cobot=CobotConfig(**cobot) if cobot else None, **data)
+
+    def with_(self, **changes: Any) -> PeftConfig:
+        return replace(self, **changes)
+
+
+def make_config(
+    method: str | PeftConfig,
+    rank: int | None = None,
+    cobot: bool | dict | CobotConfig | None = None,
+    **kwargs: Any,
+) -> PeftConfig:
+    """Normalise the ways a user may name a variant into one PeftConfig.
+
+    ``cobot`` may be None/False (plain method), True (default COBOT), a dict of switches or a
+    CobotConfig.
+    """
+    if isinstance(method, PeftConfig):
+        if rank is not None or cobot is not None or kwargs:
+            raise ValueError("pass either a PeftConfig or method/rank/cobot, not both")
+        return method
+    if cobot is True:
+        cobot = CobotConfig()
+    elif cobot is False:
+        cobot = None
+    elif isinstance(cobot, dict):
+        cobot = CobotConfig(**cobot)
+    elif cobot is not None and not isinstance(cobot, CobotConfig):
+        raise ValueError(f"cobot must be None, a bool, a dict or a CobotConfig, got {cobot!r}")
+    return PeftConfig(method=method, rank=rank, cobot=cobot, **kwargs)

@@ -1,0 +1,31 @@
+"""Shared fixtures: small, seeded models so the suite stays fast on 2 CPU cores."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cobot_lib.models import build_sam
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_sam():
+    """A randomly initialised tiny SAM (no pretraining needed), in eval mode."""
+    return build_sam("tiny")
+
+
+@pytest.fixture
+def tiny_batch():
+    """Two normalised 256 px images with three boxes each."""
+    gen = torch.Generator().manual_seed(1)
+    images = torch.randn(2, 3, 256, 256, generator=gen)
+    boxes = [
+        torch.tensor([[10.0, 20.0, 100.0, 120.0], [50.0, 50.0, 200.0, 220.0], [0, 0, 30, 30]]),
+        torch.tensor([[5.0, 5.0, 250.0, 250.0], [100.0, 40.0, 140.0, 90.0], [60, 60, 61, 61]]),
+    ]
+    return images, boxes
