@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -63,10 +64,23 @@ def ensure_foundation_model() -> None:
         run(PYTHON, script)
 
 
+def ensure_browser() -> None:
+    """Debian's Chromium for tests/browser (never a downloaded browser); apt-get as root."""
+    if Path(os.environ.get("COBOT_CHROMIUM", "/usr/bin/chromium")).is_file():
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        quiet = {"DEBIAN_FRONTEND": "noninteractive"}
+        run("apt-get", "update", "-qq", env=quiet)
+        run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", env=quiet)
+    else:
+        say("Chromium is missing, so tests/browser will fail: install Debian's 'chromium' package")
+
+
 def test() -> None:
     setup()
     run(PYTHON, "-m", "ruff", "check", ".")
     ensure_foundation_model()
+    ensure_browser()
     run(PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
 
 
