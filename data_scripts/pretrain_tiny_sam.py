@@ -1,0 +1,189 @@
+"""Pretrain the tiny SAM end to end on synthetic shapes: the CPU workbook's "foundation model".
+
+The real SAM is a foundation model because SA-1B taught it to segment whatever a box encloses.
+The tiny SAM (``build_sam("tiny")``, 256 px, ~3.5M parameters) gets the same skill, on a small
+scale, from seeded synthetic shapes (``cobot_lib.data.synthetic``): every parameter is trained
+with box prompts and SAM-COBOT's loss (BCE + Dice, Eq. 22). Each image-encoder pass supervises
+*all* instances of its image (one mask-decoder call per image), which is what makes a 2-core
+CPU budget enough; AdamW with linear warm-up then cosine decay.
+
+The budget is either a number of steps (``--steps``: the schedule is a function of the step, so
+the run is reproducible from ``--seed``) or a wall-clock time (``--minutes``: the schedule follows
+the elapsed fraction of the budget, so a slower, shared machine still ends its cosine). The
+result is checked on held-out synthetic images (another seed, tight boxes) and saved atomically
+to ``cobot_lib.models.foundation_checkpoint_path()`` as {"model": state_dict, "meta": {...}}.
+
+    python data_scripts/pretrain_tiny_sam.py             # ~14 min on 2 cores, skips if present
+    python data_scripts/pretrain_tiny_sam.py --quick --out /tmp/t.pt   # a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.losses import bce_dice_loss
+from cobot_lib.metrics import iou_score
+from cobot_lib.models import build_sam, foundation_checkpoint_path
+from cobot_lib.prompting import predict_masks
+
+HELD_OUT_SEED_OFFSET = 1_000_003  # held-out images come from seed + this: never trained on
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up over the first ``warmup`` fraction, then cosine decay to 0 at progress 1."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return progress / warmup
+    return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
+
+
+def _batch(dataset: SyntheticShapes, start: int, size: int) -> tuple[torch.Tensor, list, list]:
+    """Images (B,3,S,S), boxes and masks of items start..start+size-1 (cycling, fresh jitter)."""
+    items = []
+    for k in range(start, start + size):
+        dataset.set_epoch(k // len(dataset))
+        items.append(dataset[k % len(dataset)])
+    images = torch.stack([it["image"] for it in items])
+    return images, [it["boxes"] for it in items], [it["masks"] for it in items]
+
+
+@torch.no_grad()
+def evaluate(sam, dataset: SyntheticShapes, batch_size: int = 8) -> float:
+    """Mean IoU over every instance of ``dataset`` (prediction: logits > 0 at the input size)."""
+    sam.eval()
+    scores = []
+    for start in range(0, len(dataset), batch_size):
+        images, boxes, masks = _batch(dataset, start, min(batch_size, len(dataset) - start))
+        for logits, target in zip(predict_masks(sam, images, boxes), masks, strict=True):
+            scores.append(iou_score(logits[:, 0] > 0, target > 0.5))
+    return torch.cat(scores).mean().item()
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train, evaluate and return {"model": state_dict, "meta": {...}}."""
+    torch.manual_seed(args.seed)
+    sam = build_sam("tiny").train()
+    train_set = SyntheticShapes(args.images, seed=args.seed, train=True, jitter_px=args.jitter)
+    held_out = SyntheticShapes(args.eval_images, seed=args.seed + HELD_OUT_SEED_OFFSET, train=False)
+    decay = [p for n, p in sam.named_parameters() if p.ndim > 1 and "pos" not in n]
+    no_decay = [p for n, p in sam.named_parameters() if not (p.ndim > 1 and "pos" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay}],
+        lr=args.lr,
+        weight_decay=0.0,
+        betas=(0.9, 0.98),
+    )
+    budget_s = args.minutes * 60
+    start, step, ema_loss, ema_iou = time.perf_counter(), 0, None, None
+    bar = tqdm(total=args.steps if args.steps else int(budget_s), unit="step" if args.steps else "s")
+    while True:
+        elapsed = time.perf_counter() - start
+        progress = step / args.steps if args.steps else elapsed / budget_s
+        if progress >= 1:
+            break
+        for group in opt.param_groups:
+            group["lr"] = args.lr * lr_factor(progress, args.warmup)
+        images, boxes, masks = _batch(train_set, step * args.batch_size, args.batch_size)
+        logits = predict_masks(sam, images, boxes)
+        losses = [bce_dice_loss(lg, m[:, None]) for lg, m in zip(logits, masks, strict=True)]
+        loss = torch.stack(losses).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sam.parameters(), args.clip)
+        opt.step()
+        with torch.no_grad():
+            iou = torch.cat(
+                [iou_score(lg[:, 0] > 0, m > 0.5) for lg, m in zip(logits, masks, strict=True)]
+            ).mean()
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        ema_iou = iou.item() if ema_iou is None else 0.98 * ema_iou + 0.02 * iou.item()
+        step += 1
+        bar.update(1 if args.steps else int(time.perf_counter() - start) - bar.n)
+        bar.set_postfix(loss=f"{ema_loss:.3f}", iou=f"{ema_iou:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+    bar.close()
+    train_seconds = time.perf_counter() - start
+    miou = evaluate(sam, held_out)
+    meta = {
+        "held_out_miou": miou,
+        "held_out_images": args.eval_images,
+        "held_out_seed": args.seed + HELD_OUT_SEED_OFFSET,
+        "steps": step,
+        "images_seen": step * args.batch_size,
+        "seconds": round(train_seconds, 1),
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "jitter_px": args.jitter,
+        "budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes",
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    return {"model": sam.state_dict(), "meta": meta}
+
+
+def save_atomic(checkpoint: dict, out: Path) -> None:
+    """Write to a temporary file beside ``out`` and rename it, so a crash never leaves half a file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=None, help="default: foundation_checkpoint_path()")
+    p.add_argument("--force", action="store_true", help="retrain even if the checkpoint exists")
+    p.add_argument("--minutes", type=float, default=13.0, help="wall-clock training budget")
+    p.add_argument("--steps", type=int, default=None, help="step budget (overrides --minutes)")
+    p.add_argument("--quick", action="store_true", help="smoke test: 2 steps, 4 held-out images")
+    p.add_argument("--batch-size", type=int, default=4, help="images per step (all instances)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--warmup", type=float, default=0.05, help="warm-up fraction of the budget")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
+    p.add_argument("--jitter", type=float, default=4.0, help="max outward box jitter (px)")
+    p.add_argument("--images", type=int, default=100_000, help="training images (by index)")
+    p.add_argument("--eval-images", type=int, default=200, help="held-out images")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.eval_images, args.batch_size = args.steps or 2, 4, 2
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be >= 1, got {args.steps}")
+    if args.minutes <= 0:
+        p.error(f"--minutes must be > 0, got {args.minutes}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = args.out or foundation_checkpoint_path()
+    if out.exists() and not args.force:
+        print(f"{out} exists; not retraining (use --force)")
+        return 0
+    checkpoint = train(args)
+    save_atomic(checkpoint, out)
+    meta = checkpoint["meta"]
+    print(
+        f"held-out synthetic mIoU {meta['held_out_miou']:.4f} ({meta['held_out_images']} images, "
+        f"tight boxes) after {meta['steps']} steps in {meta['seconds']:.0f} s; saved to {out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
