@@ -1,0 +1,447 @@
+"""Run configuration as data: a ``TrainConfig`` dataclass tree from YAML plus dotted overrides.
+
+    cfg = load_config("configs/demo/tiny_nuclei_lora.yaml", ["optim.lr=3e-3", "runtime.seed=1"])
+
+Every key is checked: an unknown key (in a file or an override) is an error naming the key, the
+file and the keys that exist. A file may start from another with ``base: other.yaml`` (path
+relative to the file; deep-merged). The value ``???`` marks a required path (the paper configs'
+SAM checkpoint and dataset root) and fails with a message saying how to set it.
+
+The paper's protocol (Sec. 5.1, METHOD.md section 5) lives in ``PAPER_DEFAULTS``: ``optim.lr``,
+``optim.weight_decay`` and ``optim.epochs`` left at ``null`` take the value of ``domain``.
+Those numbers are for ViT-B on full datasets; the tiny demo configs set their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+__all__ = [
+    "PAPER_DEFAULTS",
+    "MISSING",
+    "ModelSection",
+    "CobotSection",
+    "PeftSection",
+    "DataSection",
+    "OptimSection",
+    "RuntimeSection",
+    "EvalSection",
+    "TrainConfig",
+    "ConfigError",
+    "load_config",
+    "config_from_dict",
+    "apply_overrides",
+    "fingerprint",
+    "fingerprint_diff",
+]
+
+MISSING = "???"
+DOMAINS = ("medical", "natural", "remote_sensing")
+
+#: Sec. 5.1 of the paper: Adam, one image per batch.
+PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "medical": {"lr": 1.25e-6, "weight_decay": 5e-4, "epochs": 25, "metric": "dsc"},
+    "natural": {"lr": 1e-4, "weight_decay": 5e-5, "epochs": 20, "metric": "miou"},
+    "remote_sensing": {"lr": 1e-4, "weight_decay": 5e-5, "epochs": 20, "metric": "miou"},
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, raised before any work starts."""
+
+
+@dataclass
+class ModelSection:
+    """type: vit_b | vit_l | vit_h | tiny. checkpoint: a SAM state dict path, "foundation" (the
+    pretrained tiny SAM, ``models.foundation_checkpoint_path``) or null (random weights)."""
+
+    type: str = "tiny"
+    checkpoint: str | None = "foundation"
+
+
+@dataclass
+class CobotSection:
+    """COBOT on/off and its switches (``peft.CobotConfig``); ``peft.cobot=true`` enables it."""
+
+    enabled: bool = False
+    coefficient_sets: str = "dual"
+    relation: str = "learnable"
+    head: str = "hypercomplex"
+    head_init: str = "paper"
+    seed: int = 0
+
+
+@dataclass
+class PeftSection:
+    """method: lora | adaptformer | decoder (the paper's "Lightweight") | freeze | full."""
+
+    method: str = "lora"
+    rank: int | None = None
+    cobot: CobotSection = field(default_factory=CobotSection)
+    train_decoder: bool = True
+    adaptformer_scale: float = 1.0
+    adaptformer_dropout: float = 0.1
+
+
+@dataclass
+class DataSection:
+    """root: a dataset folder, or "demo:nuclei" / "demo:mri" (built offline on first use).
+    format: folder | coco | nifti. jitter: max box perturbation in original-image pixels.
+    max_instances: supervise at most this many instances per image and step (null = all)."""
+
+    root: str | None = None
+    format: str = "folder"
+    train_split: str = "train"
+    eval_split: str = "test"
+    jitter: float = 50.0
+    max_instances: int | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class OptimSection:
+    """Adam. lr / weight_decay / epochs null = the paper's value for ``domain``.
+    batch_size is the global batch (images per optimiser step, summed over processes)."""
+
+    lr: float | None = None
+    weight_decay: float | None = None
+    epochs: int | None = None
+    batch_size: int = 1
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float | None = None
+
+
+@dataclass
+class RuntimeSection:
+    """How the run executes (none of it changes the result beyond float rounding).
+
+    device: auto | cpu | cuda | cuda:N. amp: auto (bf16 on CUDA if supported, else fp16 with a
+    GradScaler; off on CPU) | bf16 | fp16 | off. cache_embeddings: auto (on for decoder and
+    freeze) | true | false. max_steps: stop after this many optimiser steps in total (a
+    checkpoint is written there; resuming continues exactly). save_every: also checkpoint every
+    N steps inside an epoch. resume: auto (continue from output_dir's checkpoint if any) |
+    never (start over) | a checkpoint path."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    activation_checkpointing: bool = False
+    cache_embeddings: str = "auto"
+    max_steps: int | None = None
+    save_every: int | None = None
+    resume: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class EvalSection:
+    """Evaluation on ``data.eval_split`` at the original image size after training."""
+
+    enabled: bool = True
+    save_masks: bool = False
+    every_epoch: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run: what to train (model, peft), on what (data), how (optim, runtime)."""
+
+    name: str = "run"
+    domain: str = "natural"
+    output_dir: str = "runs/{name}"
+    model: ModelSection = field(default_factory=ModelSection)
+    peft: PeftSection = field(default_factory=PeftSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    # ---- resolved values -------------------------------------------------------------
+    @property
+    def lr(self) -> float:
+        return _default(self.optim.lr, self.domain, "lr")
+
+    @property
+    def weight_decay(self) -> float:
+        return _default(self.optim.weight_decay, self.domain, "weight_decay")
+
+    @property
+    def epochs(self) -> int:
+        return _default(self.optim.epochs, self.domain, "epochs")
+
+    @property
+    def metric(self) -> str:
+        return PAPER_DEFAULTS[self.domain]["metric"]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir.format(name=self.name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Check values that the types do not; raises ConfigError naming the key."""
+        _choice("domain", self.domain, DOMAINS)
+        _choice("runtime.amp", self.runtime.amp, ("auto", "bf16", "fp16", "off"))
+        _choice(
+            "runtime.cache_embeddings",
+            str(self.runtime.cache_embeddings).lower(),
+            ("auto", "true", "false"),
+        )
+        _choice("data.format", self.data.format, ("folder", "coco", "nifti"))
+        for key, value in (
+            ("optim.batch_size", self.optim.batch_size),
+            ("runtime.max_steps", self.runtime.max_steps),
+            ("runtime.save_every", self.runtime.save_every),
+            ("data.max_instances", self.data.max_instances),
+        ):
+            if value is not None and value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        if self.epochs < 0 or self.lr < 0 or self.weight_decay < 0:
+            raise ConfigError(
+                f"optim.epochs/lr/weight_decay must be >= 0, got {self.epochs}/{self.lr}/"
+                f"{self.weight_decay}"
+            )
+        if self.data.jitter < 0:
+            raise ConfigError(f"data.jitter must be >= 0 pixels, got {self.data.jitter}")
+        for key in ("model.checkpoint", "data.root"):
+            section, name = key.split(".")
+            if getattr(getattr(self, section), name) == MISSING:
+                raise ConfigError(
+                    f"{key} is not set (placeholder {MISSING!r}); pass it on the command line, "
+                    f"e.g. `python -m cobot_lib.train CONFIG.yaml {key}=/path/to/...`"
+                )
+        self.peft_config()
+        return self
+
+    def peft_config(self):
+        """The ``cobot_lib.peft.PeftConfig`` this run applies (its checks raise ConfigError)."""
+        from .peft import CobotConfig, PeftConfig
+
+        p, c = self.peft, self.peft.cobot
+        try:
+            switches = CobotConfig(c.coefficient_sets, c.relation, c.head, c.head_init, c.seed)
+            cobot = switches if c.enabled else None
+            extra = {}
+            if p.method in ("lora", "adaptformer"):
+                extra = {"rank": p.rank, "cobot": cobot, "train_decoder": p.train_decoder}
+            elif p.rank is not None or cobot is not None:
+                raise ValueError(f"peft.method={p.method!r} takes no rank and no COBOT")
+            return PeftConfig(
+                method=p.method,
+                adaptformer_scale=p.adaptformer_scale,
+                adaptformer_dropout=p.adaptformer_dropout,
+                **extra,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"peft section: {exc}") from exc
+
+
+def _default(value: Any, domain: str, key: str) -> Any:
+    _choice("domain", domain, DOMAINS)
+    return PAPER_DEFAULTS[domain][key] if value is None else value
+
+
+def _choice(key: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}; expected one of {list(allowed)}")
+
+
+# ---- building from plain data ----------------------------------------------------------------
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check / convert a YAML value to the annotated type (int -> float allowed)."""
+    text = str(hint)
+    if value is None:
+        if "None" in text:
+            return None
+        raise ConfigError(f"{key} may not be null (expected {text})")
+    if value == MISSING:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if hint is tuple[float, float] or text.startswith("tuple"):
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return tuple(float(v) for v in value)
+        raise ConfigError(f"{key} must be a list of two numbers, got {value!r}")
+    wants_float, wants_int, wants_str = "float" in text, "int" in text, "str" in text
+    if isinstance(value, str) and (wants_float or wants_int) and not wants_str:
+        try:  # YAML 1.1 reads "1e-4" as a string
+            value = (
+                int(value) if wants_int and value.strip().lstrip("-").isdigit() else float(value)
+            )
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+    if isinstance(value, bool):
+        if wants_str:
+            return str(value).lower()
+        raise ConfigError(f"{key} must be {text}, got {value!r}")
+    if isinstance(value, int) and (wants_int or wants_float):
+        return value if wants_int else float(value)
+    if isinstance(value, float) and wants_float:
+        return value
+    if isinstance(value, str) and wants_str:
+        return value
+    if isinstance(value, (int, float)) and wants_str:
+        return str(value)
+    raise ConfigError(f"{key} must be {text}, got {value!r} ({type(value).__name__})")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} in {source} must be a mapping, got {data!r}")
+    hints = get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in valid:
+            raise ConfigError(f"unknown config key {full!r} in {source}; valid keys here: {valid}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if isinstance(value, bool) and "enabled" in hint.__dataclass_fields__:
+                value = {"enabled": value}
+            kwargs[key] = _build(hint, value or {}, f"{full}.", source)
+        else:
+            kwargs[key] = _coerce(value, hint, full)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """A validated TrainConfig from nested plain data (as YAML gives it)."""
+    return _build(TrainConfig, data, "", source).validate()
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"config {path} includes itself through 'base:'")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a mapping at the top, got {type(data)}")
+    base = data.pop("base", None)
+    if base is not None:
+        data = _merge(_read_yaml(path.parent / base, (*seen, path.resolve())), data)
+    return data
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value (e.g. optim.lr=1e-4)")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str) and value.lower() in ("none", "null"):
+        value = None
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Nested data with ``a.b=value`` overrides applied (values parsed as YAML scalars)."""
+    data = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = data
+        for part in path[:-1]:
+            if not isinstance(node.get(part, {}), dict):
+                node[part] = {"enabled": node[part]} if isinstance(node[part], bool) else {}
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return data
+
+
+def load_config(
+    source: str | os.PathLike | dict | TrainConfig | None = None,
+    overrides: list[str] | None = None,
+) -> TrainConfig:
+    """A TrainConfig from a YAML path, a dict or another TrainConfig, plus dotted overrides."""
+    overrides = list(overrides or [])
+    if isinstance(source, TrainConfig):
+        data, where = source.to_dict(), "<TrainConfig>"
+    elif isinstance(source, dict):
+        data, where = source, "<dict>"
+    elif source is None:
+        data, where = {}, "<defaults>"
+    else:
+        data, where = _read_yaml(Path(source)), str(source)
+    if overrides:
+        where += " + overrides " + " ".join(overrides)
+    return config_from_dict(apply_overrides(data, overrides), where)
+
+
+# ---- identity of a run ---------------------------------------------------------------------
+
+#: Keys that decide the result (resuming under different ones is refused).
+_RESULT_KEYS = ("domain", "model", "peft", "data", "optim", "runtime.seed")
+_IGNORED = ("data.num_workers",)
+
+
+def _result_items(config: TrainConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            flat[prefix[:-1]] = list(node) if isinstance(node, tuple) else node
+
+    walk(config.to_dict(), "")
+    flat.update(
+        {
+            "optim.lr": config.lr,
+            "optim.weight_decay": config.weight_decay,
+            "optim.epochs": config.epochs,
+        }
+    )
+    return {
+        k: v for k, v in sorted(flat.items()) if k.startswith(_RESULT_KEYS) and k not in _IGNORED
+    }
+
+
+def fingerprint(config: TrainConfig) -> str:
+    """A short hash of everything that decides the trained weights (not paths to outputs,
+    progress bars, workers, max_steps or the device)."""
+    text = json.dumps(_result_items(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprint_diff(old: dict[str, Any], config: TrainConfig) -> list[str]:
+    """'key: old -> new' for each result-deciding key that differs from a saved config dict."""
+    new = _result_items(config)
+    try:
+        before = _result_items(config_from_dict(old, "<checkpoint>"))
+    except ConfigError as exc:
+        return [f"the checkpoint's config no longer loads: {exc}"]
+    keys = sorted(set(new) | set(before))
+    return [
+        f"{k}: {before.get(k)!r} -> {new.get(k)!r}" for k in keys if before.get(k) != new.get(k)
+    ]

@@ -1,0 +1,147 @@
+"""Multi-process training helpers: torchrun environment, DDP set-up, reductions, rank-0 writes.
+
+Launch: ``torchrun --nproc_per_node=N -m cobot_lib.train CONFIG.yaml``. torchrun sets RANK,
+WORLD_SIZE and LOCAL_RANK; ``init_distributed`` reads them and joins the process group with
+NCCL when the run uses CUDA and gloo on the CPU. Without torchrun everything here degrades to a
+single process (rank 0 of 1) and every reduction is the identity, so the trainer has one code
+path. Only rank 0 writes files (``is_main``); metrics are summed across ranks before logging.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "DistEnv",
+    "init_distributed",
+    "resolve_device",
+    "is_distributed",
+    "is_main",
+    "rank",
+    "world_size",
+    "all_reduce_sum",
+    "all_gather_objects",
+    "broadcast_object",
+    "barrier",
+    "shutdown",
+]
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits: rank of world_size, its local rank and its device."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    backend: str | None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """ "auto" -> cuda:LOCAL_RANK if CUDA is available, else cpu; otherwise the named device."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif name == "cuda":
+        name = f"cuda:{local_rank}"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"runtime.device={name!r} is not a device name (auto, cpu, cuda:N)"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"runtime.device={name!r} but CUDA is not available; use cpu or auto")
+    return device
+
+
+def _env_int(key: str, default: int) -> int:
+    value = os.environ.get(key)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {key}={value!r} is not an integer") from None
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Join torchrun's process group if WORLD_SIZE > 1 (idempotent); return this process's place."""
+    world = _env_int("WORLD_SIZE", 1)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    dev = resolve_device(device, local_rank)
+    if world <= 1:
+        return DistEnv(0, 1, 0, dev, None)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, dev, backend)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """True on the one process that writes files (rank 0, or the only process)."""
+    return rank() == 0
+
+
+def _comm_device() -> torch.device:
+    if is_distributed() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_reduce_sum(values: list[float] | torch.Tensor) -> torch.Tensor:
+    """Elementwise sum over ranks of a float64 vector (identity on one process)."""
+    tensor = torch.as_tensor(values, dtype=torch.float64).to(_comm_device())
+    if is_distributed():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.cpu()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` in rank order (``[obj]`` on one process)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (end of a torchrun run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

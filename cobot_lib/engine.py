@@ -1,0 +1,194 @@
+"""Pieces the trainer and the evaluator share: seeding, precision, activation checkpointing,
+batching, the box-prompted forward as one module, and the image-embedding cache.
+
+Fast paths (issue 5):
+- a frozen image encoder runs under ``torch.no_grad`` (its parameters never get gradients and no
+  activations are kept for it);
+- for ``decoder`` and ``freeze`` the embeddings of each image are computed once and reused
+  (``EmbeddingCache``): later epochs run only the prompt encoder and the mask decoder;
+- ``enable_activation_checkpointing`` recomputes each encoder block in the backward pass instead
+  of storing its activations (``torch.utils.checkpoint``), for ViT-L/H on small GPUs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .prompting import decode_boxes, encode_images
+
+__all__ = [
+    "seed_everything",
+    "precision",
+    "autocast",
+    "enable_activation_checkpointing",
+    "disable_activation_checkpointing",
+    "encoder_trains",
+    "PromptedSam",
+    "EmbeddingCache",
+    "Indexed",
+    "collate",
+    "iterate_batches",
+]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether a GradScaler is needed) for runtime.amp on ``device``.
+
+    "auto": bf16 on CUDA devices that support it, else fp16 with a scaler; off on the CPU.
+    """
+    if device.type != "cuda" or amp == "off":
+        if amp in ("bf16", "fp16") and device.type != "cuda":
+            raise ValueError(f"runtime.amp={amp!r} needs a CUDA device, the run uses {device}")
+        return None, False
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "bf16":
+        return torch.bfloat16, False
+    if amp == "fp16":
+        return torch.float16, True
+    raise ValueError(f"runtime.amp={amp!r}; expected auto, bf16, fp16 or off")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast on CUDA with ``dtype``, or a no-op."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _checkpointed(plain_forward, x: torch.Tensor) -> torch.Tensor:
+    if torch.is_grad_enabled():
+        return checkpoint(plain_forward, x, use_reentrant=False)
+    return plain_forward(x)
+
+
+def enable_activation_checkpointing(sam: Sam) -> None:
+    """Recompute every image-encoder block in backward (saves memory, ~30% more compute).
+
+    The blocks keep their class and parameter names (only ``forward`` is wrapped per instance),
+    so adapters and checkpoints are unaffected.
+    """
+    for block in sam.image_encoder.blocks:
+        plain = type(block).forward.__get__(block)
+        block.forward = lambda x, _f=plain: _checkpointed(_f, x)
+
+
+def disable_activation_checkpointing(sam: Sam) -> None:
+    for block in sam.image_encoder.blocks:
+        block.__dict__.pop("forward", None)
+
+
+def encoder_trains(sam: Sam) -> bool:
+    """Whether any image-encoder parameter requires a gradient."""
+    return any(p.requires_grad for p in sam.image_encoder.parameters())
+
+
+class PromptedSam(nn.Module):
+    """Box-prompted SAM as one module, so DDP sees a single forward.
+
+    forward(boxes, images=None, embeddings=None) -> low-resolution logits, one (N_i, 1, S/4, S/4)
+    tensor per image; all boxes of an image go through the mask decoder in one call.
+    """
+
+    def __init__(self, sam: Sam):
+        super().__init__()
+        self.sam = sam
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        if encoder_trains(self.sam) and torch.is_grad_enabled():
+            return encode_images(self.sam, images)
+        with torch.no_grad():  # frozen encoder: no gradients, no stored activations
+            return encode_images(self.sam, images)
+
+    def forward(
+        self,
+        boxes: Sequence[torch.Tensor],
+        images: torch.Tensor | None = None,
+        embeddings: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        if embeddings is None:
+            if images is None:
+                raise ValueError("PromptedSam needs images or embeddings")
+            embeddings = self.embed(images)
+        if len(boxes) != embeddings.shape[0]:
+            raise ValueError(f"{embeddings.shape[0]} images but {len(boxes)} box tensors")
+        return [decode_boxes(self.sam, e, b) for e, b in zip(embeddings, boxes, strict=True)]
+
+
+class EmbeddingCache:
+    """Image embeddings by dataset index, kept on the CPU, filled on first use.
+
+    Valid only while an index always yields the same image (box jitter is fine, image
+    augmentation is not): a checksum per image is kept and a changed image raises.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[int, torch.Tensor] = {}
+        self._sums: dict[int, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, model: PromptedSam, images: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
+        sums = images.detach().double().flatten(1).sum(1).tolist()
+        missing = [j for j, i in enumerate(indices) if i not in self._store]
+        for j, i in enumerate(indices):
+            if i in self._sums and abs(self._sums[i] - sums[j]) > 1e-6 * (1 + abs(sums[j])):
+                raise ValueError(
+                    f"dataset item {i} returned a different image than before, so its embedding "
+                    "cannot be reused (image augmentation?); set runtime.cache_embeddings=false"
+                )
+        if missing:
+            with torch.no_grad():
+                new = model.embed(images[missing])
+            for j, emb in zip(missing, new, strict=True):
+                self._store[indices[j]] = emb.detach().cpu()
+                self._sums[indices[j]] = sums[j]
+        return torch.stack([self._store[i] for i in indices]).to(images.device)
+
+
+class Indexed(torch.utils.data.Dataset):
+    """A dataset view whose items also carry their index (the cache and sampling key)."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict:
+        index = self.indices[position]
+        item = dict(self.dataset[index])
+        item["index"] = index
+        return item
+
+
+def collate(items: list[dict]) -> dict[str, Any]:
+    """Images stacked (B, 3, S, S); masks and boxes kept as lists (instances vary per image)."""
+    out: dict[str, Any] = {"image": torch.stack([torch.as_tensor(it["image"]) for it in items])}
+    for key in items[0]:
+        if key != "image":
+            out[key] = [it[key] for it in items]
+    return out
+
+
+def iterate_batches(indices: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Consecutive chunks of ``indices`` (the last may be shorter)."""
+    for start in range(0, len(indices), batch_size):
+        yield list(indices[start : start + batch_size])

@@ -1,0 +1,473 @@
+"""The training engine: box-prompted fine-tuning of SAM with BCE + Dice (Eq. 22) and Adam.
+
+    result = run_experiment("configs/demo/tiny_nuclei_lora_cobot.yaml", ["runtime.seed=1"])
+    python -m cobot_lib.train CONFIG.yaml key=value ...           # one process
+    torchrun --nproc_per_node=4 -m cobot_lib.train CONFIG.yaml    # DDP, one process per GPU
+
+Protocol (Sec. 5.1): every step takes ``optim.batch_size`` images (the paper: 1) and supervises
+all instances of each image from one image-encoder pass (``prompting``), with the box prompts
+jittered by the dataset. Each epoch ends with a checkpoint (``checkpoint.py``, atomic) and an
+adapter export (``RUN_DIR/adapter``, ``peft.save_adapter``); ``RUN_DIR/metrics.jsonl`` gets one
+JSON line per logged step, epoch and evaluation. A run continues from its checkpoint exactly:
+the sample order is a function of (seed, epoch), the box jitter of (seed, index, epoch) (the
+datasets' ``set_epoch``) and the remaining randomness (dropout) comes from the saved RNG states,
+so a stopped-and-resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from . import distributed as dist
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    atomic_save,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+)
+from .config import ConfigError, TrainConfig, fingerprint, fingerprint_diff, load_config
+from .engine import (
+    EmbeddingCache,
+    Indexed,
+    PromptedSam,
+    autocast,
+    collate,
+    enable_activation_checkpointing,
+    encoder_trains,
+    precision,
+    seed_everything,
+)
+from .evaluate import EvalResult, evaluate_model
+from .losses import bce_dice_loss
+from .models import build_sam, load_foundation_model
+from .peft import (
+    adapter_state_dict,
+    apply_peft,
+    load_adapter,
+    peft_config_of,
+    save_adapter,
+    summarize,
+)
+from .prompting import upsample_logits
+
+__all__ = ["NonFiniteLossError", "build_model", "build_datasets", "Trainer", "run_experiment"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the samples."""
+
+
+def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple[Sam, Any]:
+    """The run's SAM with its PEFT variant applied (seeded), or loaded from an adapter directory."""
+    seed_everything(config.runtime.seed)
+    ckpt = config.model.checkpoint
+    if ckpt == "foundation":
+        if config.model.type != "tiny":
+            raise ConfigError("model.checkpoint=foundation exists only for model.type=tiny")
+        sam = load_foundation_model()
+    else:
+        sam = build_sam(config.model.type, ckpt)
+    if adapter is not None:
+        load_adapter(sam, adapter)
+        if peft_config_of(sam) != config.peft_config():
+            raise ConfigError(
+                f"adapter {adapter} holds {peft_config_of(sam)}, the config asks for "
+                f"{config.peft_config()}"
+            )
+        return sam, summarize(sam)
+    return sam, apply_peft(sam, config.peft_config())
+
+
+def _resolve_root(root: str) -> Path:
+    if root.startswith("demo:"):
+        from .data.demo import ensure_demo_data
+
+        return Path(ensure_demo_data(root.split(":", 1)[1]))
+    return Path(root)
+
+
+def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
+    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false)."""
+    from .data import load_dataset
+    from .models import input_size
+
+    if config.data.root is None:
+        raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
+    root = _resolve_root(config.data.root)
+    common = {"format": config.data.format, "image_size": input_size(config.model.type)}
+    train = None
+    if need_train:
+        train = load_dataset(
+            root, config.data.train_split, train=True, jitter=config.data.jitter,
+            seed=config.runtime.seed, **common,
+        )  # fmt: skip
+    evals = load_dataset(root, config.data.eval_split, train=False, **common)
+    return train, (evals if config.eval.enabled else None)
+
+
+def _check_dataset(dataset: Any, what: str) -> None:
+    if dataset is None:
+        return
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise ConfigError(f"the {what} set must be a sized dataset, got {type(dataset)}") from None
+    if n == 0:
+        raise ConfigError(f"the {what} set is empty (no images with instances); check data.root")
+
+
+class Trainer:
+    """Fine-tunes ``sam`` (built from ``config`` when not given) on ``train_set``.
+
+    Everything that can fail is checked in the constructor, before any training: the config, the
+    resume checkpoint's configuration, the datasets, the batch size against the world size.
+    ``callbacks`` receive every logged record (dict) on rank 0, e.g. for live plots.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        sam: Sam | None = None,
+        train_set: Any = None,
+        eval_set: Any = None,
+        callbacks: Sequence[Callable[[dict], None]] = (),
+    ):
+        self.config = cfg = config.validate()
+        self.fingerprint = fingerprint(cfg)
+        self.env = dist.init_distributed(cfg.runtime.device)
+        self.run_dir = cfg.run_dir
+        self.callbacks = list(callbacks)
+        self.resume = self._find_resume()
+        if train_set is None and eval_set is None:
+            needs_training = cfg.epochs > 0 and cfg.peft.method != "freeze"
+            train_set, eval_set = build_datasets(cfg, need_train=needs_training)
+        _check_dataset(train_set, "training")
+        _check_dataset(eval_set, "evaluation")
+        self.train_set, self.eval_set = train_set, eval_set
+        if cfg.optim.batch_size % self.env.world_size:
+            raise ConfigError(
+                f"optim.batch_size={cfg.optim.batch_size} (the global batch) must be a multiple "
+                f"of the {self.env.world_size} processes"
+            )
+        self.local_batch = cfg.optim.batch_size // self.env.world_size
+        if sam is None:
+            sam, _ = build_model(cfg)
+        elif peft_config_of(sam) is None:
+            seed_everything(cfg.runtime.seed)
+            apply_peft(sam, cfg.peft_config())
+        elif peft_config_of(sam) != cfg.peft_config():
+            raise ConfigError(f"sam has {peft_config_of(sam)}, the config asks for another variant")
+        self.sam = sam.to(self.env.device)
+        self.summary = summarize(sam)
+        if cfg.runtime.activation_checkpointing:
+            enable_activation_checkpointing(sam)
+        self.params = [p for p in sam.parameters() if p.requires_grad]
+        self.trains = bool(self.params) and cfg.epochs > 0 and train_set is not None
+        cache = str(cfg.runtime.cache_embeddings).lower()
+        if cache == "true" and encoder_trains(sam):
+            raise ConfigError("runtime.cache_embeddings=true, but the image encoder trains")
+        self.cache = EmbeddingCache() if cache != "false" and not encoder_trains(sam) else None
+        self.model = PromptedSam(sam)
+        self.forward = self.model
+        if self.trains and dist.is_distributed():
+            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=True
+            )
+        self.dtype, use_scaler = precision(cfg.runtime.amp, self.env.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.optimizer = (
+            torch.optim.Adam(
+                self.params, lr=cfg.lr, betas=cfg.optim.betas, weight_decay=cfg.weight_decay
+            )
+            if self.params
+            else None
+        )
+        self.history: list[dict] = []
+        self.position = (0, 0, 0)  # epoch, step in epoch, global step
+        self.last_checkpoint: Path | None = None
+
+    # ---- resume -------------------------------------------------------------------------
+    def _find_resume(self) -> dict | None:
+        mode = self.config.runtime.resume
+        if mode == "never":
+            return None
+        path = self.run_dir / CHECKPOINT_NAME if mode == "auto" else Path(mode)
+        if mode == "auto" and not path.is_file():
+            return None
+        payload = load_checkpoint(path)
+        if payload["fingerprint"] != self.fingerprint:
+            diff = fingerprint_diff(payload["config"], self.config)
+            raise CheckpointError(
+                f"cannot resume from {path}: it belongs to another configuration "
+                f"({'; '.join(diff) or 'fingerprint differs'}); use another output_dir or "
+                "runtime.resume=never to start over"
+            )
+        if payload["step_in_epoch"] and payload["world_size"] != self.env.world_size:
+            raise CheckpointError(
+                f"{path} stopped mid-epoch with {payload['world_size']} processes; resume it "
+                f"with the same number (now {self.env.world_size})"
+            )
+        payload["path"] = path
+        return payload
+
+    def _load_resume(self) -> None:
+        p = self.resume
+        expected = adapter_state_dict(self.sam)
+        if set(p["adapter"]) != set(expected):
+            raise CheckpointError(f"{p['path']} holds other adapter tensors than this model")
+        self.sam.load_state_dict(p["adapter"], strict=False)
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(p["optimizer"])
+        self.scaler.load_state_dict(p["scaler"])
+        self.history = list(p["history"])
+        self.position = (p["epoch"], p["step_in_epoch"], p["global_step"])
+        self.last_checkpoint = p["path"]
+
+    def _save(self, epoch: int, step: int, global_step: int) -> None:
+        if not dist.is_main():
+            return
+        payload = {
+            "adapter": {
+                k: v.detach().cpu().clone() for k, v in adapter_state_dict(self.sam).items()
+            },
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng(),
+            "epoch": epoch,
+            "step_in_epoch": step,
+            "global_step": global_step,
+            "world_size": self.env.world_size,
+            "config": self.config.to_dict(),
+            "fingerprint": self.fingerprint,
+            "history": self.history,
+        }
+        self.last_checkpoint = atomic_save(payload, self.run_dir / CHECKPOINT_NAME)
+
+    # ---- logging ------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        if dist.is_main():
+            with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            for callback in self.callbacks:
+                callback(record)
+
+    # ---- training -----------------------------------------------------------------------
+    def _epoch_indices(self, epoch: int) -> list[int]:
+        sampler = DistributedSampler(
+            range(len(self.train_set)),
+            num_replicas=self.env.world_size,
+            rank=self.env.rank,
+            shuffle=True,
+            seed=self.config.runtime.seed,
+        )
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    def _subset(self, masks: torch.Tensor, boxes: torch.Tensor, index: int, epoch: int):
+        limit = self.config.data.max_instances
+        if limit is None or len(boxes) <= limit:
+            return masks, boxes
+        rng = np.random.default_rng([self.config.runtime.seed, index, epoch, 7])
+        keep = torch.as_tensor(np.sort(rng.choice(len(boxes), limit, replace=False)))
+        return masks[keep], boxes[keep]
+
+    def _step(self, batch: dict, epoch: int, step: int, global_step: int) -> float:
+        dev, size = self.env.device, self.sam.image_encoder.img_size
+        pairs = [
+            self._subset(torch.as_tensor(m), torch.as_tensor(b), i, epoch)
+            for m, b, i in zip(batch["masks"], batch["boxes"], batch["index"], strict=True)
+        ]
+        masks = [m.to(dev, torch.float32) for m, _ in pairs]
+        boxes = [b.to(dev, torch.float32) for _, b in pairs]
+        images = batch["image"].to(dev)
+        with autocast(dev, self.dtype):
+            emb = (
+                self.cache.get(self.model, images, batch["index"])
+                if self.cache is not None
+                else None
+            )
+            logits = self.forward(boxes, images=None if emb is not None else images, embeddings=emb)
+        losses = [
+            bce_dice_loss(upsample_logits(lg.float(), size)[:, 0], m)
+            for lg, m in zip(logits, masks, strict=True)
+            if len(m)
+        ]
+        loss = torch.stack(losses).mean() if losses else sum(lg.sum() for lg in logits) * 0.0
+        value = float(loss.detach())
+        total, count, bad = dist.all_reduce_sum(
+            [value * len(masks), len(masks), not np.isfinite(value)]
+        )
+        if bad:
+            names = [n for part in dist.all_gather_objects(
+                batch["name"] if not np.isfinite(value) else []) for n in part]  # fmt: skip
+            kept = self.last_checkpoint or "none written yet"
+            raise NonFiniteLossError(
+                f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1} (global step "
+                f"{global_step + 1}) on sample(s) {names}; stopped, last good checkpoint: {kept}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(total / count)
+
+    def fit(self) -> list[dict]:
+        """Train to ``optim.epochs`` (or ``runtime.max_steps``); returns the history records."""
+        cfg = self.config
+        if dist.is_main():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.resume is not None:
+            self._load_resume()
+        if dist.is_main():
+            with open(self.run_dir / "metrics.jsonl", "w") as handle:
+                handle.writelines(json.dumps(r) + "\n" for r in self.history)
+        if not self.trains:
+            return self.history
+        epoch0, skip, global_step = self.position
+        if self.resume is not None:
+            restore_rng(self.resume["rng"])
+        self.sam.train()
+        max_steps, save_every = cfg.runtime.max_steps, cfg.runtime.save_every
+        for epoch in range(epoch0, cfg.epochs):
+            if max_steps is not None and global_step >= max_steps:
+                break
+            indices = self._epoch_indices(epoch)
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            n_steps = -(-len(indices) // self.local_batch)
+            loader = DataLoader(
+                Indexed(self.train_set, indices[skip * self.local_batch :]),
+                batch_size=self.local_batch,
+                collate_fn=collate,
+                num_workers=cfg.data.num_workers,
+                generator=torch.Generator().manual_seed(cfg.runtime.seed * 1000 + epoch),
+            )
+            bar = tqdm(
+                loader, total=n_steps, initial=skip, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not (cfg.runtime.progress and dist.is_main()), leave=False,
+            )  # fmt: skip
+            losses, start = [], time.perf_counter()
+            for step, batch in enumerate(bar, start=skip):
+                loss = self._step(batch, epoch, step, global_step)
+                global_step += 1
+                losses.append(loss)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                self._log({"event": "step", "epoch": epoch + 1, "step": step + 1,
+                           "global_step": global_step, "loss": loss})  # fmt: skip
+                stop = max_steps is not None and global_step >= max_steps
+                if step + 1 < n_steps and (stop or (save_every and global_step % save_every == 0)):
+                    self._save(epoch, step + 1, global_step)
+                if stop and step + 1 < n_steps:
+                    bar.close()
+                    self.position = (epoch, step + 1, global_step)
+                    return self.history
+            bar.close()
+            skip = 0
+            record = {"event": "epoch", "epoch": epoch + 1, "global_step": global_step,
+                      "loss": float(np.mean(losses)) if losses else None,
+                      "seconds": time.perf_counter() - start}  # fmt: skip
+            if self.env.device.type == "cuda":
+                record["peak_memory_gb"] = torch.cuda.max_memory_allocated(self.env.device) / 2**30
+            self._log(record)
+            if cfg.eval.every_epoch and self.eval_set is not None:
+                self._log({"event": "eval", "epoch": epoch + 1, **self.evaluate().summary()})
+                self.sam.train()
+            self._save(epoch + 1, 0, global_step)
+            if dist.is_main():
+                save_adapter(self.sam, self.run_dir / "adapter")
+            self.position = (epoch + 1, 0, global_step)
+        return self.history
+
+    def evaluate(self, save_masks: bool = False) -> EvalResult:
+        """Score the current model on the evaluation set (original image size)."""
+        if self.eval_set is None:
+            raise ConfigError("no evaluation set (eval.enabled is false or none was given)")
+        return evaluate_model(
+            self.sam,
+            self.eval_set,
+            device=self.env.device,
+            amp=self.config.runtime.amp,
+            save_masks=self.run_dir / "masks" if save_masks else None,
+            progress=self.config.runtime.progress,
+            cache=self.cache,
+        )
+
+
+def run_experiment(
+    config: TrainConfig | dict | str | Path,
+    overrides: Sequence[str] = (),
+    **trainer_kwargs: Any,
+) -> dict[str, Any]:
+    """Train and evaluate one configuration; the notebooks' and the CLI's entry point.
+
+    Returns {"metrics": {mean_dsc, miou, ...}, "per_instance": [...], "history": [...],
+    "config", "fingerprint", "run_dir", "trainable_parameters", "peft", "seconds"}; the same is
+    written to RUN_DIR/results.json.
+    """
+    start = time.perf_counter()
+    cfg = load_config(config, list(overrides))
+    trainer = Trainer(cfg, **trainer_kwargs)
+    history = trainer.fit()
+    result: dict[str, Any] = {"metrics": {}, "per_instance": []}
+    if cfg.eval.enabled and trainer.eval_set is not None:
+        evaluation = trainer.evaluate(save_masks=cfg.eval.save_masks)
+        result = {"metrics": evaluation.summary(), "per_instance": evaluation.rows}
+        trainer._log({"event": "eval", "epoch": trainer.position[0], **result["metrics"]})
+    result.update(
+        history=history,
+        config=cfg.to_dict(),
+        fingerprint=trainer.fingerprint,
+        run_dir=str(trainer.run_dir),
+        trainable_parameters=trainer.summary.total,
+        image_encoder_parameters=trainer.summary.image_encoder,
+        peft=str(trainer.summary),
+        seconds=time.perf_counter() - start,
+    )
+    if dist.is_main():
+        trainer.run_dir.mkdir(parents=True, exist_ok=True)
+        (trainer.run_dir / "results.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: train (and evaluate) one YAML config with dotted overrides."""
+    parser = argparse.ArgumentParser(prog="python -m cobot_lib.train", description=main.__doc__)
+    parser.add_argument("config", help="YAML config, e.g. configs/demo/tiny_nuclei_lora_cobot.yaml")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4")
+    args = parser.parse_args(argv)
+    try:
+        result = run_experiment(args.config, args.overrides)
+        if dist.is_main():
+            print(json.dumps(result["metrics"], indent=2))
+            print(f"run directory: {result['run_dir']}")
+    except (ConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        dist.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The training engine: exact resume, atomic checkpoints, fast paths and failing early.
+
+Runs use a randomly initialised *micro* SAM (the tiny family's layout at 64 px, 4 blocks,
+seeded) on a few synthetic images, so the file needs no pretrained model and each test takes
+seconds on 2 CPU cores; activation checkpointing is checked on the tiny model itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from cobot_lib.checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_save, load_checkpoint
+from cobot_lib.config import ConfigError, load_config
+from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.engine import (
+    EmbeddingCache,
+    PromptedSam,
+    disable_activation_checkpointing,
+    enable_activation_checkpointing,
+)
+from cobot_lib.models import SamSpec, _assemble
+from cobot_lib.peft import adapter_state_dict
+from cobot_lib.train import NonFiniteLossError, Trainer
+
+
+def _config(tmp_path, name="run", **sections):
+    data = {
+        "name": name,
+        "output_dir": str(tmp_path / "{name}"),
+        "model": {"type": "tiny", "checkpoint": None},
+        "peft": {"method": "adaptformer", "cobot": True},
+        "optim": {"epochs": 2, "lr": 1e-3},
+        "runtime": {"progress": False},
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return load_config(data)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models run faster on one thread, and far faster when other jobs share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+MICRO = SamSpec(32, 4, 2, (1, 3), 64, 16, 4, 32, 64, 2, 32)
+
+
+def _micro_sam():
+    torch.manual_seed(11)
+    return _assemble(MICRO).eval()
+
+
+def _train_set(n=4):
+    return SyntheticShapes(n, image_size=64, seed=3, train=True, jitter_px=3, max_instances=3)
+
+
+def _trainer(config, **kwargs):
+    return Trainer(config, sam=_micro_sam(), **kwargs)
+
+
+def _weights(trainer):
+    return {k: v.detach().clone() for k, v in adapter_state_dict(trainer.sam).items()}
+
+
+def _step_losses(trainer):
+    return [(r["global_step"], r["loss"]) for r in trainer.history if r["event"] == "step"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted 2-epoch run (8 steps) of Adaptformer + COBOT, dropout on."""
+    tmp = tmp_path_factory.mktemp("reference")
+    trainer = _trainer(_config(tmp), train_set=_train_set())
+    trainer.fit()
+    return trainer
+
+
+def test_stop_mid_epoch_and_resume_gives_the_same_weights(reference, tmp_path):
+    first = _trainer(_config(tmp_path, runtime={"max_steps": 5}), train_set=_train_set())
+    first.fit()
+    saved = load_checkpoint(tmp_path / "run")
+    assert (saved["epoch"], saved["step_in_epoch"], saved["global_step"]) == (1, 1, 5)
+    resumed = _trainer(_config(tmp_path), train_set=_train_set())
+    resumed.fit()
+    ref, got = _weights(reference), _weights(resumed)
+    assert ref.keys() == got.keys() and len(ref) > 0
+    for key in ref:
+        torch.testing.assert_close(got[key], ref[key], rtol=0, atol=0, msg=key)
+    assert _step_losses(resumed) == _step_losses(reference)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["event"] for x in lines].count("step") == 8
+
+
+def test_crash_mid_epoch_resumes_from_the_last_epoch_checkpoint(reference, tmp_path):
+    def crash(record):
+        if record.get("global_step") == 6 and record["event"] == "step":
+            raise KeyboardInterrupt("simulated kill")
+
+    with pytest.raises(KeyboardInterrupt):
+        _trainer(_config(tmp_path), train_set=_train_set(), callbacks=[crash]).fit()
+    assert load_checkpoint(tmp_path / "run")["global_step"] == 4  # end of epoch 1
+    resumed = _trainer(_config(tmp_path), train_set=_train_set())
+    resumed.fit()
+    for key, value in _weights(reference).items():
+        torch.testing.assert_close(_weights(resumed)[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_resuming_a_finished_run_trains_no_more(reference, tmp_path):
+    again = _trainer(_config(reference.run_dir.parent), train_set=[1])
+    assert again.resume is not None and again.position == (0, 0, 0)
+    again.fit()
+    assert again.position[0] == 2
+    for key, value in _weights(reference).items():
+        assert torch.equal(_weights(again)[key], value)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = atomic_save({"x": torch.arange(3)}, tmp_path / CHECKPOINT_NAME)
+    before = path.read_bytes()
+
+    def torn_save(obj, handle, *args, **kwargs):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_save({"x": torch.arange(5)}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == [CHECKPOINT_NAME]
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["x"], torch.arange(3))
+
+
+class _PoisonedAfterEpoch(SyntheticShapes):
+    """Returns a NaN image for index ``bad`` from epoch ``epoch`` on."""
+
+    def __init__(self, bad: int, epoch: int):
+        super().__init__(4, image_size=64, seed=3, train=True, jitter_px=3, max_instances=3)
+        self.bad, self.from_epoch = bad, epoch
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if index == self.bad and self.epoch >= self.from_epoch:
+            item["image"] = torch.full_like(item["image"], float("nan"))
+        return item
+
+
+def test_nan_loss_names_step_and_sample_and_keeps_the_checkpoint(tmp_path):
+    trainer = _trainer(_config(tmp_path), train_set=_PoisonedAfterEpoch(bad=2, epoch=1))
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "synthetic_s3_000002" in message and "epoch 2" in message
+    assert "global step" in message and CHECKPOINT_NAME in message
+    kept = load_checkpoint(tmp_path / "run")
+    assert (kept["epoch"], kept["step_in_epoch"]) == (1, 0)
+    for value in kept["adapter"].values():
+        assert torch.isfinite(value).all()
+
+
+def test_empty_dataset_and_unknown_key_fail_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="training set is empty"):
+        _trainer(_config(tmp_path), train_set=[])
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim\.learning_rate'.*'lr'"):
+        load_config(_config(tmp_path).to_dict(), ["optim.learning_rate=1e-3"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_from_another_configuration_is_refused(reference, tmp_path):
+    run_dir = reference.run_dir
+    before = (run_dir / CHECKPOINT_NAME).read_bytes()
+    other = _config(run_dir.parent, optim={"lr": 5e-4})
+    with pytest.raises(CheckpointError, match=r"optim\.lr: 0\.001 -> 0\.0005"):
+        _trainer(other, train_set=_train_set())
+    assert (run_dir / CHECKPOINT_NAME).read_bytes() == before
+
+
+def test_frozen_parameters_get_no_gradients(tmp_path):
+    for method in ("lora", "decoder"):
+        trainer = _trainer(
+            _config(tmp_path, name=method, peft={"method": method, "cobot": False},
+                    optim={"epochs": 1}, runtime={"max_steps": 1}),
+            train_set=_train_set(2),
+        )  # fmt: skip
+        trainer.fit()
+        for name, p in trainer.sam.named_parameters():
+            if not p.requires_grad:
+                assert p.grad is None, name
+            elif "iou_prediction_head" not in name:  # the IoU head is not in the loss (Eq. 22)
+                assert p.grad is not None, name
+        encoder_grads = [p for p in trainer.sam.image_encoder.parameters() if p.grad is not None]
+        assert (len(encoder_grads) > 0) == (method == "lora")
+        assert (trainer.cache is not None) == (method == "decoder")
+
+
+def test_embedding_cache_gives_the_same_training(tmp_path):
+    runs = {}
+    for cache in ("true", "false"):
+        cfg = _config(tmp_path, name=cache, peft={"method": "decoder", "cobot": False},
+                      runtime={"cache_embeddings": cache})  # fmt: skip
+        trainer = _trainer(cfg, train_set=_train_set(3))
+        trainer.fit()
+        runs[cache] = (_weights(trainer), _step_losses(trainer), trainer.cache)
+    assert runs["false"][2] is None and len(runs["true"][2]) == 3
+    steps = [[s for s, _ in runs[c][1]] for c in ("true", "false")]
+    assert steps[0] == steps[1] == [1, 2, 3, 4, 5, 6]
+    losses = [[v for _, v in runs[c][1]] for c in ("true", "false")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for key, value in runs["false"][0].items():
+        torch.testing.assert_close(runs["true"][0][key], value, rtol=1e-4, atol=1e-6)
+
+
+def test_embedding_cache_refuses_changing_images(tiny_sam):
+    cache, model = EmbeddingCache(), PromptedSam(tiny_sam)
+    images = torch.randn(1, 3, 256, 256)
+    assert cache.get(model, images, [0]).shape == (1, 128, 16, 16)
+    cache.get(model, images, [0])
+    with pytest.raises(ValueError, match="different image"):
+        cache.get(model, images + 1, [0])
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_sam, tiny_batch):
+    from cobot_lib.peft import apply_peft
+
+    apply_peft(tiny_sam, "lora", cobot=True)
+    for p in tiny_sam.image_encoder.parameters():  # non-zero B so every path gets a gradient
+        if p.requires_grad and p.dim() == 2:
+            torch.nn.init.normal_(p, std=0.02)
+    images, boxes = tiny_batch
+    model = PromptedSam(tiny_sam)
+
+    def grads():
+        tiny_sam.zero_grad()
+        sum(x.square().mean() for x in model(boxes, images=images)).backward()
+        return {n: p.grad.clone() for n, p in tiny_sam.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    enable_activation_checkpointing(tiny_sam)
+    checkpointed = grads()
+    disable_activation_checkpointing(tiny_sam)
+    assert plain.keys() == checkpointed.keys()
+    trainable = {n for n, p in tiny_sam.named_parameters() if p.requires_grad}
+    assert {n for n in trainable if n.startswith("image_encoder.")} <= plain.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-5, atol=1e-7)
