@@ -1,0 +1,309 @@
+"""Plotly figures shared by the notebooks (one function per kind of picture).
+
+Every function returns a ``plotly.graph_objects.Figure`` and computes nothing the notebook
+should check: the numbers are computed (and asserted) by the notebook or by ``cobot_lib``, then
+drawn here. ``use_notebook_renderer()`` keeps stored notebook outputs small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "use_notebook_renderer",
+    "heatmap",
+    "heatmap_grid",
+    "line_chart",
+    "grouped_bars",
+    "stacked_bars",
+    "cobot_block_diagram",
+]
+
+FROZEN, PEFT, IBC, IBE = "#b0b7c3", "#4c78a8", "#f58518", "#54a24b"
+
+
+def use_notebook_renderer() -> None:
+    """Render figures as plotly mime bundles (small stored outputs, interactive in JupyterLab)."""
+    pio.renderers.default = "plotly_mimetype"
+
+
+def _array(z) -> np.ndarray:
+    if hasattr(z, "detach"):
+        z = z.detach().cpu().numpy()
+    return np.asarray(z, dtype=float)
+
+
+def heatmap(
+    z,
+    title: str = "",
+    x: Sequence | None = None,
+    y: Sequence | None = None,
+    zmid: float | None = None,
+    colorscale: str = "RdBu_r",
+    zlabel: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """One matrix as a heatmap, row 0 at the top (as a matrix is read)."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=_array(z), x=x, y=y, zmid=zmid, colorscale=colorscale, colorbar={"title": zlabel}
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title, height=height, margin={"t": 60, "b": 40})
+    return fig
+
+
+def heatmap_grid(
+    matrices: Mapping[str, object],
+    title: str = "",
+    cols: int | None = None,
+    zmid: float | None = None,
+    colorscale: str = "RdBu_r",
+    shared_scale: bool = False,
+    height: int = 380,
+) -> go.Figure:
+    """Several matrices side by side (``shared_scale``: one colour range for all)."""
+    names = list(matrices)
+    cols = cols or len(names)
+    rows = -(-len(names) // cols)
+    arrays = [_array(matrices[n]) for n in names]
+    zmin = zmax = None
+    if shared_scale:
+        zmin, zmax = min(a.min() for a in arrays), max(a.max() for a in arrays)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.08)
+    for i, a in enumerate(arrays):
+        r, c = divmod(i, cols)
+        fig.add_trace(
+            go.Heatmap(
+                z=a,
+                zmid=None if shared_scale else zmid,
+                zmin=zmin,
+                zmax=zmax,
+                colorscale=colorscale,
+                showscale=shared_scale is False or i == 0,
+                colorbar={
+                    "len": 0.9 / rows,
+                    "x": 1.0 if shared_scale else (c + 1) / cols,
+                    "y": 1 - (r + 0.5) / rows,
+                },
+            ),
+            row=r + 1,
+            col=c + 1,
+        )
+        fig.update_yaxes(autorange="reversed", row=r + 1, col=c + 1)
+    fig.update_layout(title=title, height=height * rows, margin={"t": 80})
+    return fig
+
+
+def line_chart(
+    series: Mapping[str, Sequence[float]],
+    x: Sequence | None = None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_y: bool = False,
+    colorscale: str | None = None,
+    height: int = 420,
+) -> go.Figure:
+    """One line per named series (``colorscale``: colour lines in order, e.g. by block depth)."""
+    fig = go.Figure()
+    names = list(series)
+    colors = None
+    if colorscale is not None:
+        import plotly.colors as pc
+
+        colors = pc.sample_colorscale(colorscale, np.linspace(0, 1, max(len(names), 2)))
+    for i, name in enumerate(names):
+        y = _array(series[name])
+        line = {"color": colors[i]} if colors else {}
+        fig.add_trace(
+            go.Scatter(
+                x=x if x is not None else np.arange(len(y)), y=y, name=name, mode="lines", line=line
+            )
+        )
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=height)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def grouped_bars(
+    categories: Sequence,
+    series: Mapping[str, Sequence[float]],
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_y: bool = False,
+    height: int = 420,
+) -> go.Figure:
+    """Bars per category, one colour per series (e.g. gradient norm per block, RM on vs off)."""
+    fig = go.Figure([go.Bar(x=list(categories), y=_array(v), name=k) for k, v in series.items()])
+    fig.update_layout(
+        title=title, xaxis_title=xlabel, yaxis_title=ylabel, barmode="group", height=height
+    )
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def stacked_bars(
+    table: Mapping[str, Mapping[str, float]],
+    title: str = "",
+    ylabel: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """table[bar][part] -> value, parts stacked (e.g. trainable parameters by group)."""
+    bars = list(table)
+    parts = list(dict.fromkeys(p for row in table.values() for p in row))
+    fig = go.Figure([go.Bar(x=bars, y=[table[b].get(p, 0) for b in bars], name=p) for p in parts])
+    fig.update_layout(title=title, yaxis_title=ylabel, barmode="stack", height=height)
+    return fig
+
+
+# ---- the data flow of IBC and IBE inside one block ---------------------------------------
+
+
+def _box(fig: go.Figure, x: float, y: float, text: str, color: str, w: float = 1.5) -> None:
+    h = 0.8
+    fig.add_shape(
+        type="rect",
+        x0=x - w / 2,
+        x1=x + w / 2,
+        y0=y - h / 2,
+        y1=y + h / 2,
+        fillcolor=color,
+        opacity=0.9,
+        line={"color": "#333", "width": 1},
+    )
+    fig.add_annotation(x=x, y=y, text=text, showarrow=False, font={"size": 11})
+
+
+def _arrow(
+    fig: go.Figure,
+    x0: float,
+    y0: float,
+    x1: float,
+    y1: float,
+    text: str = "",
+    color: str = "#333",
+    dash: bool = False,
+) -> None:
+    fig.add_annotation(
+        x=x1,
+        y=y1,
+        ax=x0,
+        ay=y0,
+        xref="x",
+        yref="y",
+        axref="x",
+        ayref="y",
+        showarrow=True,
+        arrowhead=3,
+        arrowwidth=1.6,
+        arrowcolor=color,
+        text="",
+    )
+    if text:
+        fig.add_annotation(
+            x=(x0 + x1) / 2,
+            y=(y0 + y1) / 2 + 0.18,
+            text=text,
+            showarrow=False,
+            font={"size": 10, "color": "#555"},
+        )
+
+
+def cobot_block_diagram(
+    method: str = "lora", dim: int = 768, rank: int | None = None, num_blocks: int = 12
+) -> go.Figure:
+    """Where COBOT acts inside one encoder block ``ell``: the frozen path, the PEFT module
+    (A_m, B_m), the intra-block enhancement W_m (IBE, quaternion head) and the inter-block
+    communication (IBC): the module's own set lambda_MC_m plus lambda_LM_m, read from the
+    relation matrix that mixes the base coefficients c_k of all M modules (Eq. 21)."""
+    if method not in ("lora", "adaptformer"):
+        raise ValueError(f"method must be 'lora' or 'adaptformer', got {method!r}")
+    rank = rank or (4 if method == "lora" else 16)
+    per_block = 2 if method == "lora" else 1
+    m_total = per_block * num_blocks
+    fig = go.Figure()
+    # frozen path (row y = 0)
+    if method == "lora":
+        frozen = [
+            (0, f"x (tokens, D={dim})"),
+            (2, "norm1 (frozen)"),
+            (4.5, "W_qkv x (frozen)"),
+            (7.5, "+  on q and v"),
+            (10, "attention"),
+        ]
+    else:
+        frozen = [
+            (0, f"x (tokens, D={dim})"),
+            (2, "norm2 (frozen)"),
+            (4.5, "MLP (frozen)"),
+            (7.5, "+"),
+            (10, "block output"),
+        ]
+    for x, text in frozen:
+        _box(fig, x, 0, text, FROZEN)
+    for (x0, _), (x1, _) in zip(frozen, frozen[1:], strict=False):
+        _arrow(fig, x0 + 0.75, 0, x1 - 0.75, 0)
+    # the PEFT module with COBOT inside (row y = -1.6)
+    y = -1.6
+    path = [
+        (2.6, f"A_m: D→V={rank}", PEFT),
+        (4.5, "⊙ (λ_MC_m + λ_LM_m)", IBC),
+        (6.4, f"W_m: quaternion {rank}×{rank}<br>({rank**2 // 4} params, IBE)", IBE),
+    ]
+    if method == "adaptformer":
+        path += [(8.3, "ReLU, dropout", PEFT), (10.2, "B_m: V→D, × s", PEFT)]
+    else:
+        path += [(8.6, "B_m: V→D", PEFT)]
+    _arrow(fig, 2.0, -0.4, 2.3, y + 0.4, "LN(x)" if method == "adaptformer" else "")
+    for x, text, color in path:
+        _box(fig, x, y, text, color, w=1.7)
+    for (x0, _, _), (x1, _, _) in zip(path, path[1:], strict=False):
+        _arrow(fig, x0 + 0.85, y, x1 - 0.85, y)
+    last_x = path[-1][0]
+    update = "B_m W_m diag(λ) A_m x" if method == "lora" else "s B_m ReLU(W_m diag(λ) A_m LN(x))"
+    _arrow(fig, last_x, y + 0.4, 7.7, -0.4, update)
+    # inter-block communication (row y = 2)
+    yr = 2.0
+    _box(fig, 1.2, yr, f"c_1 … c_M<br>(M={m_total} base sets, each V)", IBC, w=2.2)
+    _box(fig, 4.5, yr, f"T_w = T ×₃ S<br>(S: {m_total}×{m_total}, Eq. 15)", IBC, w=2.2)
+    _box(fig, 7.8, yr, "λ_LM_m = Σ_k S[m,k] c_k<br>(diag of slice m, Eq. 17)", IBC, w=2.4)
+    _arrow(fig, 2.3, yr, 3.4, yr, "T = [diag(c_k)]")
+    _arrow(fig, 5.6, yr, 6.6, yr)
+    _arrow(fig, 7.8, yr - 0.4, 4.7, y + 0.4, "", color=IBC)
+    _box(fig, 3.0, -3.0, "λ_MC_m (own set, V)", IBC, w=1.8)
+    _arrow(fig, 3.3, -2.6, 4.3, y - 0.4, color=IBC)
+    # other blocks feed the same relation matrix
+    for k, bx in enumerate((0.2, 1.2, 2.2)):
+        label = ["block 1", "block 2", f"… block {num_blocks}"][k]
+        fig.add_annotation(x=bx, y=3.3, text=label, showarrow=False, font={"size": 10})
+        _arrow(fig, bx, 3.1, 1.2, yr + 0.4, color=IBC)
+    fig.add_annotation(
+        x=10.2,
+        y=2.9,
+        showarrow=False,
+        align="left",
+        font={"size": 11},
+        text="<b>IBC</b> (orange): coefficients shared across all blocks<br>"
+        "<b>IBE</b> (green): quaternion mixing inside the module<br>"
+        "grey: frozen SAM; blue: the PEFT module",
+    )
+    fig.update_xaxes(visible=False, range=[-1, 12])
+    fig.update_yaxes(visible=False, range=[-3.5, 3.7])
+    name = "LoRA (on q and v; the v path is the same)" if method == "lora" else "Adaptformer"
+    fig.update_layout(
+        title=f"COBOT inside one encoder block ℓ: {name} + COBOT, module m",
+        height=580,
+        plot_bgcolor="white",
+        margin={"l": 10, "r": 10},
+    )
+    return fig
