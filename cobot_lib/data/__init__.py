@@ -1,0 +1,49 @@
+"""Data: from files on disk to the items the trainer uses (one image with all its instances).
+
+* ``transforms``: SAM's input convention (resize longest side, normalise, pad), its inverse,
+  tight boxes and seeded box jitter.
+* ``readers``: images (PNG/JPEG/TIFF, 8/16-bit, grey/RGB) and instance masks, with errors that
+  name the file.
+* ``layout``: the on-disk layout every converter writes (images/, masks/, splits/, dataset.json).
+* ``base``: the item contract, per-instance index, skip counters, ``collate_samples``.
+* ``folder``, ``coco``, ``nifti``: the three sources; ``load_dataset`` picks one.
+* ``synthetic``: seeded synthetic shapes (pretraining and tests); ``demo``: the offline demo sets.
+"""
+
+from .base import BoxPromptDataset, PerInstance, build_item, collate_samples
+from .coco import CocoDataset
+from .factory import load_dataset
+from .folder import FolderDataset
+from .layout import read_split, split_groups, write_dataset_json, write_mask, write_splits
+from .nifti import nifti_folder_to_slices, nifti_to_slices
+from .transforms import (
+    jitter_boxes,
+    logits_to_original,
+    map_boxes,
+    masks_to_original,
+    prepare_image,
+    tight_boxes,
+)
+
+__all__ = [
+    "BoxPromptDataset",
+    "CocoDataset",
+    "FolderDataset",
+    "PerInstance",
+    "build_item",
+    "collate_samples",
+    "jitter_boxes",
+    "load_dataset",
+    "logits_to_original",
+    "map_boxes",
+    "masks_to_original",
+    "nifti_folder_to_slices",
+    "nifti_to_slices",
+    "prepare_image",
+    "read_split",
+    "split_groups",
+    "tight_boxes",
+    "write_dataset_json",
+    "write_mask",
+    "write_splits",
+]

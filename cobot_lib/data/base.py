@@ -1,0 +1,224 @@
+"""The item every dataset yields, the shared dataset machinery, and the collate function.
+
+An item is ONE image with ALL its instances (the project's data contract), so that one
+image-encoder pass supervises every instance of the image:
+
+    {"image": float32 (3, S, S)   SAM-normalised, longest side resized to S, zero-padded,
+     "masks": float32 (N, S, S)   in {0, 1}, same padded frame,
+     "boxes": float32 (N, 4)      xyxy input pixels: tight on "masks", jittered when training,
+     "labels": int64 (N,)         the instance's label value (or category id for COCO),
+     "original_size": (H, W), "input_size": (h, w) before padding, "name": str}
+
+``BoxPromptDataset`` holds what every loader shares: the per-instance index
+(``instance_index`` of (image_idx, instance_idx) pairs, ``num_instances``), the counters of
+what was skipped and why (``skipped``), seeded jitter per (seed, epoch, index) with
+``set_epoch``, and ``original_masks(index)`` for evaluation at the original size. A subclass
+only says how to list its images and read one (``_read``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .transforms import (
+    INTENSITY_MODES,
+    item_rng,
+    jitter_boxes,
+    pad_masks,
+    prepare_image,
+    preprocess_shape,
+    resize_masks,
+    tight_boxes,
+)
+
+__all__ = ["build_item", "BoxPromptDataset", "PerInstance", "collate_samples"]
+
+
+def build_item(
+    image: np.ndarray,
+    masks: np.ndarray,
+    labels: Sequence[int],
+    name: str,
+    image_size: int,
+    jitter_px: float = 0.0,
+    rng: np.random.Generator | None = None,
+    intensity: str = "percentile",
+) -> dict[str, Any]:
+    """One item from an image (H, W[, C]) and its non-empty binary masks (N, H, W).
+
+    Boxes are tight on the resized masks; with an ``rng`` each side is then jittered outwards
+    by 0..jitter_px original pixels (``transforms.jitter_boxes``).
+    """
+    masks = np.asarray(masks, dtype=bool)
+    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+        raise ValueError(f"{name}: masks {masks.shape} do not match image {image.shape[:2]}")
+    pixels, (h, w) = prepare_image(image, image_size, intensity)
+    small = resize_masks(masks, (h, w))
+    boxes = tight_boxes(small) if len(small) else np.zeros((0, 4), np.float32)
+    if rng is not None and jitter_px > 0 and len(boxes):
+        scale = image_size / max(masks.shape[1:])  # input pixels per original pixel
+        boxes = jitter_boxes(boxes, jitter_px, (h, w), rng, scale=scale)
+    return {
+        "image": pixels,
+        "masks": pad_masks(small, image_size),
+        "boxes": torch.from_numpy(boxes),
+        "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64)),
+        "original_size": (int(masks.shape[1]), int(masks.shape[2])),
+        "input_size": (h, w),
+        "name": name,
+    }
+
+
+class BoxPromptDataset(torch.utils.data.Dataset):
+    """Base of the loaders: per-image items, per-instance index, seeded jitter, skip counters.
+
+    Args:
+        image_size: the model's side S (``cobot_lib.models.input_size(model_type)``).
+        train: jitter the boxes (and subsample with ``max_instances``); eval gives tight boxes.
+        jitter_px: largest outward move of each box side, in original pixels (paper: 50).
+        seed: with the epoch (``set_epoch``) and the index, fixes all randomness of an item.
+        min_area: instances with fewer original pixels are dropped (counted in ``skipped``).
+        max_instances: in training, keep a seeded random subset of at most this many instances
+            per image (memory: N masks of S x S floats); None keeps all. Eval keeps all.
+        intensity: "percentile" or "minmax" (``transforms.to_uint8_range``).
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        train: bool = False,
+        jitter_px: float = 50.0,
+        seed: int = 0,
+        min_area: int = 1,
+        max_instances: int | None = None,
+        intensity: str = "percentile",
+    ) -> None:
+        if image_size < 16:
+            raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
+        if jitter_px < 0:
+            raise ValueError(f"jitter_px must be >= 0 pixels, got {jitter_px}")
+        if min_area < 1:
+            raise ValueError(f"min_area must be >= 1 pixel, got {min_area}")
+        if max_instances is not None and max_instances < 1:
+            raise ValueError(f"max_instances must be >= 1 or None, got {max_instances}")
+        if intensity not in INTENSITY_MODES:
+            raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {intensity!r}")
+        self.image_size, self.train, self.jitter_px = image_size, train, float(jitter_px)
+        self.seed, self.min_area, self.max_instances = seed, min_area, max_instances
+        self.intensity = intensity
+        self.epoch = 0
+        self.names: list[str] = []
+        self.instance_labels: list[np.ndarray] = []  # kept label values per image
+        self.sizes: list[tuple[int, int]] = []
+        self.skipped: Counter[str] = Counter()
+
+    # --- what a subclass provides -------------------------------------------------------
+    def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image (H, W[, C]), binary masks (N, H, W) of ``self.instance_labels[index]``)."""
+        raise NotImplementedError
+
+    # --- index -------------------------------------------------------------------------
+    def _add_image(self, name: str, size: tuple[int, int], values, areas) -> None:
+        """Record one image's instances; empty images and small instances are counted."""
+        values, areas = np.asarray(values), np.asarray(areas)
+        small = areas < self.min_area
+        self.skipped["instances_below_min_area"] += int(small.sum())
+        values = values[~small]
+        if values.size == 0:
+            self.skipped["images_without_instances"] += 1
+            return
+        self.names.append(name)
+        self.sizes.append((int(size[0]), int(size[1])))
+        self.instance_labels.append(values)
+
+    @property
+    def num_instances(self) -> int:
+        return int(sum(len(v) for v in self.instance_labels))
+
+    @property
+    def instance_index(self) -> list[tuple[int, int]]:
+        """(image_idx, instance_idx) of every instance, for per-instance iteration."""
+        return [(i, j) for i, v in enumerate(self.instance_labels) for j in range(len(v))]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw fresh jitter: items depend on (seed, epoch, index)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _check_index(self, index: int) -> int:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        return index % len(self)
+
+    def original_masks(self, index: int) -> np.ndarray:
+        """Bool (N, H, W) masks at the original size, in the order of the eval item's masks."""
+        return self._read(self._check_index(index))[1]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = self._check_index(index)
+        image, masks = self._read(index)
+        labels = self.instance_labels[index]
+        if image.shape[:2] != masks.shape[1:]:
+            raise ValueError(
+                f"{self.names[index]}: image size {image.shape[:2]} differs from mask size "
+                f"{masks.shape[1:]}"
+            )
+        rng = item_rng(self.seed, self.epoch, index) if self.train else None
+        if rng is not None and self.max_instances is not None and len(labels) > self.max_instances:
+            keep = np.sort(rng.choice(len(labels), self.max_instances, replace=False))
+            masks, labels = masks[keep], labels[keep]
+        return build_item(
+            image, masks, labels, self.names[index], self.image_size,
+            self.jitter_px, rng, self.intensity,
+        )  # fmt: skip
+
+    def input_size(self, index: int) -> tuple[int, int]:
+        """(h, w) of image ``index`` after resizing, without reading it."""
+        h, w = self.sizes[self._check_index(index)]
+        return preprocess_shape(h, w, self.image_size)
+
+    def describe(self) -> str:
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()) if v) or "none"
+        return (
+            f"{type(self).__name__}: {len(self)} images, {self.num_instances} instances, "
+            f"S={self.image_size}, train={self.train}; skipped: {skipped}"
+        )
+
+
+class PerInstance(torch.utils.data.Dataset):
+    """One item per instance of a ``BoxPromptDataset`` (N = 1), for per-instance iteration."""
+
+    def __init__(self, dataset: BoxPromptDataset) -> None:
+        self.dataset = dataset
+        self.index = dataset.instance_index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        if self.dataset.train and self.dataset.max_instances is not None:
+            raise ValueError("PerInstance needs every instance: build it without max_instances")
+        i, j = self.index[k]
+        item = dict(self.dataset[i])
+        for key in ("masks", "boxes", "labels"):
+            item[key] = item[key][j : j + 1]
+        item["instance"] = j
+        return item
+
+
+def collate_samples(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack the images (B, 3, S, S); every other field becomes a list (N varies per image)."""
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    out: dict[str, Any] = {"image": torch.stack([b["image"] for b in batch])}
+    for key in batch[0]:
+        if key != "image":
+            out[key] = [b[key] for b in batch]
+    return out

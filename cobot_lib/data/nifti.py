@@ -1,0 +1,264 @@
+"""NIfTI volumes to axial 2-D slices in the project layout, as MedSAM's preprocessing does.
+
+* Orientation: image and label are both brought to the closest canonical (RAS+) orientation
+  with ``nibabel.as_closest_canonical``, so a volume stored in another orientation gives the
+  same slices. A slice is shown with anterior up and the patient's left on the image's left
+  (``np.flipud(volume[:, :, k].T)``). Image and label must then have the same shape and affine,
+  or the error names both files.
+* Intensities (per volume): CT is clipped to a window (level, width), e.g. (40, 400) for
+  abdominal soft tissue, and mapped linearly to 0..255; MR is clipped to the 0.5 and 99.5
+  percentiles of its non-zero voxels and mapped to 0..255, zero voxels staying 0.
+* Labels: integer label volumes (0 background, one value per structure), or a list of binary
+  volumes (one per structure, which may overlap). Connected components smaller than
+  ``min_voxels_3d`` (3-D, 26-connected) and, per slice, ``min_pixels_2d`` (8-connected) are
+  removed (MedSAM: 1000 and 100); slices left without foreground are skipped.
+
+Each kept slice k of a volume becomes images/<prefix>_z<k>.png (8-bit grey) and
+masks/<prefix>_z<k>.png (labels; a multi-page TIFF when structures overlap, page i = structure
+i + 1). ``nifti_to_slices`` returns the names, so callers split by volume, never by slice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from .layout import (
+    names_by_split,
+    read_dataset_json,
+    read_split,
+    write_dataset_json,
+    write_image,
+    write_mask,
+    write_splits,
+)
+
+__all__ = [
+    "load_canonical",
+    "ct_window",
+    "mr_normalise",
+    "remove_small_components",
+    "axial_slice",
+    "nifti_to_slices",
+    "nifti_folder_to_slices",
+]
+
+VolumeLike = str | os.PathLike | nib.spatialimages.SpatialImage
+_NII = (".nii.gz", ".nii")
+
+
+def _describe(src: VolumeLike) -> str:
+    if isinstance(src, str | os.PathLike):
+        return str(src)
+    return getattr(src, "get_filename", lambda: None)() or f"<in-memory {type(src).__name__}>"
+
+
+def load_canonical(src: VolumeLike, channel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(data (X, Y, Z), affine) of a NIfTI file or image in RAS+ orientation.
+
+    4-D volumes (several modalities, as in MSD BrainTumour/Prostate) need ``channel``.
+    """
+    where = _describe(src)
+    if isinstance(src, str | os.PathLike):
+        if not Path(src).is_file():
+            raise FileNotFoundError(f"NIfTI file not found: {src}")
+        try:
+            src = nib.load(str(src))
+        except Exception as exc:
+            raise ValueError(f"could not read NIfTI file {where}: {exc}") from exc
+    try:
+        img = nib.as_closest_canonical(src)
+        data = np.asarray(img.dataobj)
+    except Exception as exc:
+        raise ValueError(f"could not read the volume of {where}: {exc}") from exc
+    if data.ndim == 4:
+        if channel is None:
+            raise ValueError(f"{where} is 4-D {data.shape}; choose a modality with channel=")
+        if not 0 <= channel < data.shape[3]:
+            raise ValueError(f"channel {channel} out of range for {where} of shape {data.shape}")
+        data = data[..., channel]
+    elif data.ndim != 3:
+        raise ValueError(f"{where} has shape {data.shape}; expected a 3-D volume")
+    return data, img.affine
+
+
+def ct_window(volume: np.ndarray, level: float, width: float) -> np.ndarray:
+    """CT Hounsfield units clipped to [level - width/2, level + width/2], as uint8 0..255."""
+    if width <= 0:
+        raise ValueError(f"CT window width must be > 0, got {width}")
+    lo = level - width / 2
+    x = (np.clip(volume.astype(np.float32), lo, lo + width) - lo) * (255.0 / width)
+    return np.round(x).astype(np.uint8)
+
+
+def mr_normalise(volume: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """MR intensities clipped to the low/high percentiles of non-zero voxels, as uint8 0..255."""
+    x = volume.astype(np.float32)
+    fg = x[x != 0]
+    if fg.size == 0:
+        return np.zeros(x.shape, np.uint8)
+    lo, hi = np.percentile(fg, (low, high))
+    if hi <= lo:
+        out = (x != 0).astype(np.uint8) * 255
+    else:
+        out = np.round((np.clip(x, lo, hi) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
+    out[x == 0] = 0
+    return out
+
+
+def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """Binary mask (2-D or 3-D) without connected components (full connectivity) < min_size."""
+    if min_size <= 1 or not mask.any():
+        return mask
+    comps, n = ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    keep = sizes >= min_size
+    keep[0] = False
+    return keep[comps]
+
+
+def axial_slice(volume: np.ndarray, k: int) -> np.ndarray:
+    """Axial slice k of a RAS+ volume as an image: anterior up, patient's left on the left."""
+    return np.flipud(volume[:, :, k].T)
+
+
+def _label_stack(
+    label: VolumeLike | Sequence[VolumeLike], shape: tuple, affine: np.ndarray, image_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(binary volumes (N, X, Y, Z), label values (N,)) from a label volume or a list."""
+    sources = [label] if not isinstance(label, list | tuple) else list(label)
+    stack, values = [], []
+    for i, src in enumerate(sources):
+        data, aff = load_canonical(src)
+        where = _describe(src)
+        if data.shape != shape:
+            raise ValueError(
+                f"label {where} has shape {data.shape} in RAS+ but image {image_name} has "
+                f"{shape}; they must cover the same voxels"
+            )
+        if not np.allclose(aff, affine, rtol=1e-4, atol=1e-2):
+            raise ValueError(
+                f"label {where} and image {image_name} have different affines (voxel-to-world "
+                f"maps):\n{np.round(aff, 3)}\nvs\n{np.round(affine, 3)}"
+            )
+        if np.issubdtype(data.dtype, np.floating) and (data != np.round(data)).any():
+            raise ValueError(
+                f"label {where} holds non-integer values; threshold probability maps first"
+            )
+        data = data.astype(np.int64)
+        if (data < 0).any():
+            raise ValueError(f"label {where} holds negative values")
+        if len(sources) > 1:
+            stack.append(data > 0)
+            values.append(i + 1)
+        else:
+            for v in np.unique(data[data > 0]):
+                stack.append(data == v)
+                values.append(int(v))
+    if not stack:
+        return np.zeros((0, *shape), bool), np.zeros(0, np.int64)
+    return np.stack(stack), np.asarray(values, dtype=np.int64)
+
+
+def nifti_to_slices(
+    image: VolumeLike,
+    label: VolumeLike | Sequence[VolumeLike],
+    out_root: str | os.PathLike,
+    prefix: str,
+    modality: str = "ct",
+    window: tuple[float, float] = (40.0, 400.0),
+    channel: int | None = None,
+    label_values: Sequence[int] | None = None,
+    min_voxels_3d: int = 1000,
+    min_pixels_2d: int = 100,
+) -> list[str]:
+    """Write the foreground axial slices of one volume; return their names (sorted by slice).
+
+    Args:
+        image, label: paths or nibabel images; ``label`` is an integer label volume or a list
+            of binary volumes (structure i + 1), all on the image's voxel grid.
+        out_root: the dataset folder (images/ and masks/ are written there).
+        prefix: the volume's name; slices are <prefix>_z<k:04d>.
+        modality: "ct" (``window`` = (level, width) in HU) or "mr" (percentile normalisation).
+        label_values: keep only these label values (e.g. the organs of a task); None keeps all.
+    """
+    if modality not in ("ct", "mr"):
+        raise ValueError(f"modality must be 'ct' or 'mr', got {modality!r}")
+    data, affine = load_canonical(image, channel)
+    image_name = _describe(image)
+    stack, values = _label_stack(label, data.shape, affine, image_name)
+    if label_values is not None:
+        keep = np.isin(values, np.asarray(label_values))
+        stack, values = stack[keep], values[keep]
+    if len(stack):
+        stack = np.stack([remove_small_components(m, min_voxels_3d) for m in stack])
+    pixels = ct_window(data, *window) if modality == "ct" else mr_normalise(data)
+    out_root = Path(out_root)
+    names = []
+    for k in range(data.shape[2]):
+        masks = np.stack([remove_small_components(axial_slice(m, k), min_pixels_2d) for m in stack])
+        present = masks.reshape(len(masks), -1).any(axis=1) if len(masks) else np.zeros(0, bool)
+        if not present.any():
+            continue
+        name = f"{prefix}_z{k:04d}"
+        picture = np.ascontiguousarray(axial_slice(pixels, k))
+        write_image(out_root / "images" / f"{name}.png", picture)
+        overlap = masks.sum(axis=0).max() > 1
+        if overlap:  # every page, so that page i is structure values[i] in every slice
+            write_mask(out_root / "masks" / name, masks)
+        else:
+            write_mask(out_root / "masks" / name, masks[present], labels=values[present])
+        names.append(name)
+    return names
+
+
+def _case_name(path: Path) -> str:
+    for ext in _NII:
+        if path.name.endswith(ext):
+            return path.name[: -len(ext)]
+    return path.stem
+
+
+def nifti_folder_to_slices(root: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Slice a folder of volumes (images/<case>.nii[.gz], masks/<case>.nii[.gz], splits of cases)
+    into a folder dataset at ``out`` (default <root>/slices), once; returns its path.
+
+    Conversion settings come from <root>/dataset.json: "modality", "window", "channel",
+    "label_values", "min_voxels_3d", "min_pixels_2d".
+    """
+    root = Path(root)
+    out = Path(out) if out is not None else root / "slices"
+    if (out / "dataset.json").is_file():
+        return out
+    info = read_dataset_json(root)
+    images = {_case_name(p): p for p in sorted((root / "images").glob("*.nii*"))}
+    masks = {_case_name(p): p for p in sorted((root / "masks").glob("*.nii*"))}
+    if not images:
+        raise FileNotFoundError(f"no NIfTI volumes (*.nii, *.nii.gz) in {root / 'images'}")
+    splits = {s: read_split(root, s) for s in ("train", "val", "test")
+              if (root / "splits" / f"{s}.txt").is_file()}  # fmt: skip
+    cases = sorted({c for names in splits.values() for c in names}) if splits else sorted(images)
+    group_of: dict[str, str] = {}
+    for case in cases:
+        if case not in images:
+            raise FileNotFoundError(f"volume for case {case!r} not found in {root / 'images'}")
+        if case not in masks:
+            raise FileNotFoundError(f"label volume for case {case!r} not found in {root / 'masks'}")
+        for name in nifti_to_slices(
+            images[case], masks[case], out, case,
+            modality=info.get("modality", "ct"),
+            window=tuple(info.get("window", (40.0, 400.0))),
+            channel=info.get("channel"),
+            label_values=info.get("label_values"),
+            min_voxels_3d=int(info.get("min_voxels_3d", 1000)),
+            min_pixels_2d=int(info.get("min_pixels_2d", 100)),
+        ):  # fmt: skip
+            group_of[name] = case
+    write_splits(out, names_by_split(group_of, splits) if splits else {})
+    write_dataset_json(out, {**info, "format": "folder"})
+    return out
