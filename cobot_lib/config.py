@@ -94,11 +94,13 @@ class PeftSection:
 @dataclass
 class DataSection:
     """root: a dataset folder, or "demo:nuclei" / "demo:mri" (built offline on first use).
-    format: folder | coco | nifti. jitter: max box perturbation in original-image pixels.
-    max_instances: supervise at most this many instances per image and step (null = all)."""
+    format: folder | coco | nifti (null: the set's dataset.json says). jitter: largest outward
+    move of each box side, in original-image pixels (paper: 50).
+    max_instances: in training, at most this many instances per image (a seeded random subset
+    per epoch; null = all; evaluation always scores all)."""
 
     root: str | None = None
-    format: str = "folder"
+    format: str | None = None
     train_split: str = "train"
     eval_split: str = "test"
     jitter: float = 50.0
@@ -197,7 +199,7 @@ class TrainConfig:
             str(self.runtime.cache_embeddings).lower(),
             ("auto", "true", "false"),
         )
-        _choice("data.format", self.data.format, ("folder", "coco", "nifti"))
+        _choice("data.format", self.data.format, (None, "folder", "coco", "nifti"))
         for key, value in (
             ("optim.batch_size", self.optim.batch_size),
             ("runtime.max_steps", self.runtime.max_steps),

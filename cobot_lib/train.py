@@ -114,10 +114,12 @@ def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, A
     if need_train:
         train = load_dataset(
             root, config.data.train_split, train=True, jitter=config.data.jitter,
-            seed=config.runtime.seed, **common,
+            seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
         )  # fmt: skip
-    evals = load_dataset(root, config.data.eval_split, train=False, **common)
-    return train, (evals if config.eval.enabled else None)
+    evals = None
+    if config.eval.enabled:
+        evals = load_dataset(root, config.data.eval_split, train=False, **common)
+    return train, evals
 
 
 def _check_dataset(dataset: Any, what: str) -> None:
@@ -281,22 +283,10 @@ class Trainer:
         sampler.set_epoch(epoch)
         return list(sampler)
 
-    def _subset(self, masks: torch.Tensor, boxes: torch.Tensor, index: int, epoch: int):
-        limit = self.config.data.max_instances
-        if limit is None or len(boxes) <= limit:
-            return masks, boxes
-        rng = np.random.default_rng([self.config.runtime.seed, index, epoch, 7])
-        keep = torch.as_tensor(np.sort(rng.choice(len(boxes), limit, replace=False)))
-        return masks[keep], boxes[keep]
-
     def _step(self, batch: dict, epoch: int, step: int, global_step: int) -> float:
         dev, size = self.env.device, self.sam.image_encoder.img_size
-        pairs = [
-            self._subset(torch.as_tensor(m), torch.as_tensor(b), i, epoch)
-            for m, b, i in zip(batch["masks"], batch["boxes"], batch["index"], strict=True)
-        ]
-        masks = [m.to(dev, torch.float32) for m, _ in pairs]
-        boxes = [b.to(dev, torch.float32) for _, b in pairs]
+        masks = [torch.as_tensor(m).to(dev, torch.float32) for m in batch["masks"]]
+        boxes = [torch.as_tensor(b).to(dev, torch.float32) for b in batch["boxes"]]
         images = batch["image"].to(dev)
         with autocast(dev, self.dtype):
             emb = (
