@@ -84,7 +84,9 @@ def train(args: argparse.Namespace) -> dict:
     )
     budget_s = args.minutes * 60
     start, step, ema_loss, ema_iou = time.perf_counter(), 0, None, None
-    bar = tqdm(total=args.steps if args.steps else int(budget_s), unit="step" if args.steps else "s")
+    bar = tqdm(
+        total=args.steps if args.steps else int(budget_s), unit="step" if args.steps else "s"
+    )
     while True:
         elapsed = time.perf_counter() - start
         progress = step / args.steps if args.steps else elapsed / budget_s
@@ -108,7 +110,12 @@ def train(args: argparse.Namespace) -> dict:
         ema_iou = iou.item() if ema_iou is None else 0.98 * ema_iou + 0.02 * iou.item()
         step += 1
         bar.update(1 if args.steps else int(time.perf_counter() - start) - bar.n)
-        bar.set_postfix(loss=f"{ema_loss:.3f}", iou=f"{ema_iou:.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+        bar.set_postfix(
+            step=step,
+            loss=f"{ema_loss:.3f}",
+            iou=f"{ema_iou:.3f}",
+            lr=f"{opt.param_groups[0]['lr']:.1e}",
+        )
     bar.close()
     train_seconds = time.perf_counter() - start
     miou = evaluate(sam, held_out)
@@ -126,14 +133,14 @@ def train(args: argparse.Namespace) -> dict:
         "weight_decay": args.weight_decay,
         "jitter_px": args.jitter,
         "budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes",
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
     }
     return {"model": sam.state_dict(), "meta": meta}
 
 
 def save_atomic(checkpoint: dict, out: Path) -> None:
-    """Write to a temporary file beside ``out`` and rename it, so a crash never leaves half a file."""
+    """Write a temporary file beside ``out``, then rename it: a crash never leaves half a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
@@ -159,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=100_000, help="training images (by index)")
     p.add_argument("--eval-images", type=int, default=200, help="held-out images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.eval_images, args.batch_size = args.steps or 2, 4, 2
@@ -175,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists() and not args.force:
         print(f"{out} exists; not retraining (use --force)")
         return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
     checkpoint = train(args)
     save_atomic(checkpoint, out)
     meta = checkpoint["meta"]

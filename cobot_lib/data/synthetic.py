@@ -19,45 +19,13 @@ import torch
 from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
+from cobot_lib.data.transforms import item_rng, jitter_boxes, tight_boxes
 from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
 
-__all__ = ["render_shapes", "tight_boxes", "jitter_boxes", "SyntheticShapes"]
+__all__ = ["render_shapes", "SyntheticShapes"]
 
 _MEAN = np.asarray(PIXEL_MEAN, dtype=np.float32)[:, None, None]
 _STD = np.asarray(PIXEL_STD, dtype=np.float32)[:, None, None]
-
-
-def tight_boxes(masks: np.ndarray) -> np.ndarray:
-    """xyxy boxes (N, 4) of non-empty masks (N, H, W): first and last foreground column / row.
-
-    Coordinates are pixel indices (inclusive max), the convention of SAM's ``batched_mask_to_box``.
-    """
-    if masks.ndim != 3:
-        raise ValueError(f"masks must have shape (N, H, W), got {masks.shape}")
-    boxes = np.zeros((masks.shape[0], 4), dtype=np.float32)
-    for i, m in enumerate(masks):
-        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-        if rows.size == 0:
-            raise ValueError(f"mask {i} is empty; it has no box")
-        boxes[i] = (cols[0], rows[0], cols[-1], rows[-1])
-    return boxes
-
-
-def jitter_boxes(
-    boxes: np.ndarray, max_px: float, size: tuple[int, int], rng: np.random.Generator
-) -> np.ndarray:
-    """Move each side of each xyxy box outwards by a uniform random 0..max_px, clipped to the image.
-
-    ``size`` is (H, W); outward moves keep the whole instance inside its prompt, as in MedSAM.
-    """
-    if max_px < 0:
-        raise ValueError(f"jitter must be >= 0 pixels, got {max_px}")
-    h, w = size
-    shift = rng.uniform(0, max_px, size=boxes.shape).astype(np.float32)
-    out = boxes + shift * np.array([-1, -1, 1, 1], dtype=np.float32)
-    out[:, 0::2] = out[:, 0::2].clip(0, w - 1)
-    out[:, 1::2] = out[:, 1::2].clip(0, h - 1)
-    return out
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -80,12 +48,13 @@ def _fill(rng: np.random.Generator, size: int, base: np.ndarray, grey: bool) -> 
         return np.broadcast_to(base[:, None, None], (3, size, size))
     if kind == 1:
         ang = rng.uniform(0, 2 * np.pi)
-        ramp = np.cos(ang) * np.linspace(-1, 1, size)[None, :] + np.sin(ang) * np.linspace(
-            -1, 1, size
-        )[:, None]
+        ramp = (
+            np.cos(ang) * np.linspace(-1, 1, size)[None, :]
+            + np.sin(ang) * np.linspace(-1, 1, size)[:, None]
+        )
         return base[:, None, None] + rng.uniform(0.05, 0.25) * ramp[None].astype(np.float32)
     tex = _smooth_noise(rng, size, int(rng.choice([8, 16, 32, 64])))
-    amp = rng.uniform(0.05, 0.3)
+    amp = rng.uniform(0.05, 0.25)
     if grey:
         return base[:, None, None] + amp * tex[None]
     return base[:, None, None] + amp * tex[None] * rng.uniform(0.3, 1, 3)[:, None, None]
@@ -98,7 +67,7 @@ def _shape_mask(rng: np.random.Generator, size: int, scale: float) -> np.ndarray
     1.7 x its radius), which keeps an image at a few milliseconds.
     """
     cy, cx = rng.uniform(0.05, 0.95, 2) * size
-    radius = rng.uniform(10, 60) * scale
+    radius = rng.uniform(14, 64) * scale
     kind = rng.integers(3)
     mask = np.zeros((size, size), dtype=bool)
     if kind == 1:  # star-shaped polygon (convex when the radii are equal)
@@ -135,8 +104,8 @@ def render_shapes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Image (3, size, size) float32 in [0, 1] and visible instance masks (N, size, size) bool.
 
-    Deterministic in (seed, index). Every returned mask has at least 60 visible pixels (scaled
-    with size) and at least 35% of its shape visible; N >= 1.
+    Deterministic in (seed, index). Every returned mask has at least 150 visible pixels (scaled
+    with size) and at least half of its shape visible; N >= 1.
     """
     if size < 32:
         raise ValueError(f"image size must be >= 32 pixels, got {size}")
@@ -156,9 +125,9 @@ def render_shapes(
     while len(shapes) < target and attempts < 4 * target:
         attempts += 1
         m = _shape_mask(rng, size, scale)
-        if m.sum() < 80 * scale**2:
+        if m.sum() < 200 * scale**2:
             continue
-        contrast = rng.uniform(0.08, 0.6) * rng.choice([-1, 1])
+        contrast = rng.uniform(0.12, 0.6) * rng.choice([-1, 1])
         base = np.clip(bg_base + contrast + rng.normal(0, 0.1, 3).astype(np.float32), 0, 1)
         if grey:
             base = np.full(3, base[0], np.float32)
@@ -169,23 +138,25 @@ def render_shapes(
         visible.append(m.copy())
         shapes.append(m)
     keep = [
-        v for v, s in zip(visible, shapes, strict=True)
-        if v.sum() >= 60 * scale**2 and v.sum() >= 0.35 * s.sum()
+        v
+        for v, s in zip(visible, shapes, strict=True)
+        if v.sum() >= 150 * scale**2 and v.sum() >= 0.5 * s.sum()
     ]
     if not keep:  # the last shape is never occluded
         keep = [visible[-1]]
     blur = rng.uniform(0, 1.5)
     if blur > 0.3:
         image = ndimage.gaussian_filter(image, sigma=(0, blur, blur))
-    image = image + rng.normal(0, rng.uniform(0, 0.08), image.shape).astype(np.float32)
+    image = image + rng.normal(0, rng.uniform(0, 0.06), image.shape).astype(np.float32)
     return np.clip(image, 0, 1).astype(np.float32), np.stack(keep)
 
 
 class SyntheticShapes(torch.utils.data.Dataset):
     """``num_images`` synthetic images in the project's item format, deterministic per index.
 
-    In training mode each box side moves outwards by up to ``jitter_px`` pixels (seeded by
-    (seed, index, epoch); call ``set_epoch`` to draw fresh jitter); in eval mode boxes are tight.
+    Boxes are ``transforms.tight_boxes`` of the visible masks. In training mode each side moves
+    outwards by a random 0..``jitter_px`` pixels (``transforms.jitter_boxes``, seeded by
+    ``item_rng(seed, epoch, index)``; ``set_epoch`` draws fresh jitter); in eval mode, tight.
     """
 
     def __init__(
@@ -216,7 +187,7 @@ class SyntheticShapes(torch.utils.data.Dataset):
         image, masks = render_shapes(self.seed, index, s, self.max_instances)
         boxes = tight_boxes(masks)
         if self.train and self.jitter_px > 0:
-            rng = np.random.default_rng([self.seed, index, self.epoch, 1])
+            rng = item_rng(self.seed, self.epoch, index)
             boxes = jitter_boxes(boxes, self.jitter_px, (s, s), rng)
         pixels = (image * 255.0 - _MEAN) / _STD
         return {

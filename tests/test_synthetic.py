@@ -1,0 +1,91 @@
+"""Synthetic shapes: determinism, the data contract, and box/mask consistency.
+
+Oracles: torchvision's ``masks_to_boxes`` (same inclusive-max xyxy convention) for the tight box,
+SAM's pixel mean/std undone by hand for the value range, and set algebra for occlusion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision.ops import masks_to_boxes
+
+from cobot_lib.data.synthetic import SyntheticShapes, render_shapes
+from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
+
+
+def test_same_seed_and_index_give_the_same_item():
+    a, b = SyntheticShapes(5, seed=3)[4], SyntheticShapes(5, seed=3)[4]
+    for key in ("image", "masks", "boxes"):
+        assert torch.equal(a[key], b[key])
+    assert a["name"] == b["name"]
+
+
+def test_other_seed_or_index_gives_another_image():
+    ref = SyntheticShapes(5, seed=3)[4]["image"]
+    assert not torch.equal(ref, SyntheticShapes(5, seed=4)[4]["image"])
+    assert not torch.equal(ref, SyntheticShapes(5, seed=3)[3]["image"])
+
+
+def test_item_follows_the_data_contract():
+    item = SyntheticShapes(3, image_size=128, seed=1, train=False)[2]
+    n = item["masks"].shape[0]
+    assert item["image"].shape == (3, 128, 128) and item["image"].dtype == torch.float32
+    assert item["masks"].shape == (n, 128, 128) and item["masks"].dtype == torch.float32
+    assert item["boxes"].shape == (n, 4) and item["boxes"].dtype == torch.float32
+    assert set(item["masks"].unique().tolist()) <= {0.0, 1.0}
+    assert item["original_size"] == (128, 128) and item["input_size"] == (128, 128)
+    mean = torch.tensor(PIXEL_MEAN)[:, None, None]
+    std = torch.tensor(PIXEL_STD)[:, None, None]
+    raw = item["image"] * std + mean
+    assert raw.min() >= -1e-3 and raw.max() <= 255 + 1e-3
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), index=st.integers(0, 10**6))
+def test_eval_boxes_are_the_tight_boxes_of_disjoint_non_empty_masks(seed, index):
+    item = SyntheticShapes(index + 1, seed=seed, train=False)[index]
+    masks = item["masks"]
+    assert masks.shape[0] >= 1
+    assert (masks.flatten(1).sum(1) >= 150).all()
+    assert masks.sum(0).max() <= 1  # occlusion: a pixel belongs to at most one instance
+    torch.testing.assert_close(item["boxes"], masks_to_boxes(masks.bool()), rtol=0, atol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), index=st.integers(0, 1000), jitter=st.integers(1, 40))
+def test_training_jitter_widens_each_side_by_at_most_the_limit(seed, index, jitter):
+    train = SyntheticShapes(index + 1, seed=seed, train=True, jitter_px=jitter)[index]
+    tight = masks_to_boxes(train["masks"].bool())
+    moved = (train["boxes"] - tight) * torch.tensor([-1.0, -1.0, 1.0, 1.0])
+    assert (moved >= 0).all() and (moved <= jitter + 1e-4).all()
+    assert train["boxes"].min() >= 0 and train["boxes"].max() <= 255
+
+
+def test_set_epoch_redraws_the_jitter_only():
+    ds = SyntheticShapes(2, seed=0, train=True, jitter_px=20)
+    first = ds[1]
+    ds.set_epoch(1)
+    second = ds[1]
+    assert torch.equal(first["masks"], second["masks"])
+    assert not torch.equal(first["boxes"], second["boxes"])
+
+
+def test_render_shapes_is_a_pure_function():
+    a_img, a_masks = render_shapes(7, 11, size=96)
+    b_img, b_masks = render_shapes(7, 11, size=96)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_masks, b_masks)
+    assert a_img.shape == (3, 96, 96) and a_masks.dtype == bool
+
+
+def test_bad_input_is_rejected_with_the_value():
+    with pytest.raises(ValueError, match="32"):
+        render_shapes(0, 0, size=16)
+    with pytest.raises(ValueError, match="num_images"):
+        SyntheticShapes(0)
+    with pytest.raises(IndexError, match="5"):
+        SyntheticShapes(5)[5]
