@@ -17,13 +17,16 @@ The questions of notebook 06, as library functions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
+from .losses import bce_dice_loss
 from .peft import AdaptformerMLP, LoRAQKV, cobot_bridges, peft_config_of, relation_of
+from .prompting import predict_masks
 
 __all__ = [
     "principal_angles",
@@ -35,6 +38,7 @@ __all__ = [
     "adapter_views",
     "module_blocks",
     "coefficient_table",
+    "loss_gradients",
     "gradient_norms_by_block",
     "relation_gradients",
     "cross_block_share",
@@ -197,6 +201,28 @@ def _block_of(name: str) -> int | None:
     if len(parts) > 2 and parts[0] == "image_encoder" and parts[1] == "blocks":
         return int(parts[2])
     return None
+
+
+def loss_gradients(sam: Sam, items: Sequence[dict]) -> float:
+    """Zero every gradient, then backpropagate the mean BCE + Dice loss (Eq. 22) over ``items``
+    (dataset items: "image" (3, S, S), "masks" (N, S, S), "boxes" (N, 4)); all instances of an
+    image go through the decoder together, as in training. Returns the loss. The model's
+    train/eval mode is left as it is (use eval mode for a measurement without dropout).
+    """
+    if not items:
+        raise ValueError("loss_gradients needs at least one item")
+    sam.zero_grad(set_to_none=True)
+    device = next(sam.parameters()).device
+    total = 0.0
+    for item in items:
+        image = torch.as_tensor(item["image"])[None].to(device)
+        boxes = torch.as_tensor(item["boxes"], dtype=torch.float32).to(device)
+        masks = torch.as_tensor(item["masks"], dtype=torch.float32).to(device)
+        logits = predict_masks(sam, image, [boxes])[0][:, 0]
+        loss = bce_dice_loss(logits, masks) / len(items)
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 def gradient_norms_by_block(sam: Sam) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from cobot_lib.analysis import (
     cross_block_share,
     effective_rank,
     gradient_norms_by_block,
+    loss_gradients,
     module_blocks,
     principal_angles,
     relation_gradients,
@@ -215,3 +216,32 @@ def test_cross_block_share_extremes():
     np.testing.assert_allclose(cross_block_share(np.ones((5, 5)) - np.eye(5), G), 1.0)
     share = cross_block_share(np.random.default_rng(1).random((5, 5)), G)
     assert ((share > 0) & (share < 1)).all()
+
+
+def test_loss_gradients_average_over_items(tiny_sam, tiny_batch):
+    """Linearity: the gradient of the mean loss over two items is the mean of their gradients."""
+    apply_peft(tiny_sam, "lora", cobot=True)
+    _perturb(tiny_sam, 0.1)
+    images, boxes = tiny_batch
+    items = [
+        {"image": images[i], "boxes": boxes[i], "masks": (torch.rand(3, 256, 256) > 0.5).float()}
+        for i in range(2)
+    ]
+    trainable = [p for p in tiny_sam.parameters() if p.requires_grad]
+
+    def grads(chosen):
+        loss = loss_gradients(tiny_sam, chosen)
+        return loss, [p.grad.clone() if p.grad is not None else None for p in trainable]
+
+    loss_a, ga = grads(items[:1])
+    loss_b, gb = grads(items[1:])
+    loss_ab, gab = grads(items)
+    assert loss_ab == pytest.approx((loss_a + loss_b) / 2, rel=1e-5)
+    for a, b, ab in zip(ga, gb, gab, strict=True):
+        if ab is None:  # parameters the loss does not reach (e.g. the IoU head)
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(ab, (a + b) / 2, rtol=1e-4, atol=1e-7)
+    assert sum(g is not None for g in gab) > len(trainable) // 2
+    with pytest.raises(ValueError):
+        loss_gradients(tiny_sam, [])
