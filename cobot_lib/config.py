@@ -15,9 +15,9 @@ Those numbers are for ViT-B on full datasets; the tiny demo configs set their ow
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -39,8 +39,6 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "apply_overrides",
-    "fingerprint",
-    "fingerprint_diff",
 ]
 
 MISSING = "???"
@@ -52,6 +50,23 @@ PAPER_DEFAULTS: dict[str, dict[str, Any]] = {
     "natural": {"lr": 1e-4, "weight_decay": 5e-5, "epochs": 20, "metric": "miou"},
     "remote_sensing": {"lr": 1e-4, "weight_decay": 5e-5, "epochs": 20, "metric": "miou"},
 }
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML with 1.2-style booleans: only true/false, so ``relation: off`` stays a string."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
 class ConfigError(ValueError):
@@ -166,7 +181,6 @@ class TrainConfig:
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
-    # ---- resolved values -------------------------------------------------------------
     @property
     def lr(self) -> float:
         return _default(self.optim.lr, self.domain, "lr")
@@ -194,11 +208,8 @@ class TrainConfig:
         """Check values that the types do not; raises ConfigError naming the key."""
         _choice("domain", self.domain, DOMAINS)
         _choice("runtime.amp", self.runtime.amp, ("auto", "bf16", "fp16", "off"))
-        _choice(
-            "runtime.cache_embeddings",
-            str(self.runtime.cache_embeddings).lower(),
-            ("auto", "true", "false"),
-        )
+        cache = str(self.runtime.cache_embeddings).lower()
+        _choice("runtime.cache_embeddings", cache, ("auto", "true", "false"))
         _choice("data.format", self.data.format, (None, "folder", "coco", "nifti"))
         for key, value in (
             ("optim.batch_size", self.optim.batch_size),
@@ -208,13 +219,14 @@ class TrainConfig:
         ):
             if value is not None and value < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-        if self.epochs < 0 or self.lr < 0 or self.weight_decay < 0:
-            raise ConfigError(
-                f"optim.epochs/lr/weight_decay must be >= 0, got {self.epochs}/{self.lr}/"
-                f"{self.weight_decay}"
-            )
-        if self.data.jitter < 0:
-            raise ConfigError(f"data.jitter must be >= 0 pixels, got {self.data.jitter}")
+        for key, value in (
+            ("optim.epochs", self.epochs),
+            ("optim.lr", self.lr),
+            ("optim.weight_decay", self.weight_decay),
+            ("data.jitter", self.data.jitter),
+        ):
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value!r}")
         for key in ("model.checkpoint", "data.root"):
             section, name = key.split(".")
             if getattr(getattr(self, section), name) == MISSING:
@@ -342,7 +354,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"config {path} includes itself through 'base:'")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -358,7 +370,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} must look like key.sub=value (e.g. optim.lr=1e-4)")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str) and value.lower() in ("none", "null"):
@@ -397,53 +409,3 @@ def load_config(
     if overrides:
         where += " + overrides " + " ".join(overrides)
     return config_from_dict(apply_overrides(data, overrides), where)
-
-
-# ---- identity of a run ---------------------------------------------------------------------
-
-#: Keys that decide the result (resuming under different ones is refused).
-_RESULT_KEYS = ("domain", "model", "peft", "data", "optim", "runtime.seed")
-_IGNORED = ("data.num_workers",)
-
-
-def _result_items(config: TrainConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            flat[prefix[:-1]] = list(node) if isinstance(node, tuple) else node
-
-    walk(config.to_dict(), "")
-    flat.update(
-        {
-            "optim.lr": config.lr,
-            "optim.weight_decay": config.weight_decay,
-            "optim.epochs": config.epochs,
-        }
-    )
-    return {
-        k: v for k, v in sorted(flat.items()) if k.startswith(_RESULT_KEYS) and k not in _IGNORED
-    }
-
-
-def fingerprint(config: TrainConfig) -> str:
-    """A short hash of everything that decides the trained weights (not paths to outputs,
-    progress bars, workers, max_steps or the device)."""
-    text = json.dumps(_result_items(config), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def fingerprint_diff(old: dict[str, Any], config: TrainConfig) -> list[str]:
-    """'key: old -> new' for each result-deciding key that differs from a saved config dict."""
-    new = _result_items(config)
-    try:
-        before = _result_items(config_from_dict(old, "<checkpoint>"))
-    except ConfigError as exc:
-        return [f"the checkpoint's config no longer loads: {exc}"]
-    keys = sorted(set(new) | set(before))
-    return [
-        f"{k}: {before.get(k)!r} -> {new.get(k)!r}" for k in keys if before.get(k) != new.get(k)
-    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,9 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .config import ConfigError, TrainConfig
+from .models import build_sam, input_size, load_foundation_model
+from .peft import apply_peft, load_adapter, peft_config_of, summarize
 from .prompting import decode_boxes, encode_images
 
 __all__ = [
@@ -37,6 +41,9 @@ __all__ = [
     "Indexed",
     "collate",
     "iterate_batches",
+    "build_model",
+    "build_datasets",
+    "check_dataset",
 ]
 
 
@@ -192,3 +199,63 @@ def iterate_batches(indices: Sequence[int], batch_size: int) -> Iterator[list[in
     """Consecutive chunks of ``indices`` (the last may be shorter)."""
     for start in range(0, len(indices), batch_size):
         yield list(indices[start : start + batch_size])
+
+
+def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple[Sam, Any]:
+    """The run's SAM with its PEFT variant applied (seeded), or loaded from an adapter directory."""
+    seed_everything(config.runtime.seed)
+    ckpt = config.model.checkpoint
+    if ckpt == "foundation":
+        if config.model.type != "tiny":
+            raise ConfigError("model.checkpoint=foundation exists only for model.type=tiny")
+        sam = load_foundation_model()
+    else:
+        sam = build_sam(config.model.type, ckpt)
+    if adapter is not None:
+        load_adapter(sam, adapter)
+        if peft_config_of(sam) != config.peft_config():
+            raise ConfigError(
+                f"adapter {adapter} holds {peft_config_of(sam)}, the config asks for "
+                f"{config.peft_config()}"
+            )
+        return sam, summarize(sam)
+    return sam, apply_peft(sam, config.peft_config())
+
+
+def _resolve_root(root: str) -> Path:
+    if root.startswith("demo:"):
+        from .data.demo import ensure_demo_data
+
+        return Path(ensure_demo_data(root.split(":", 1)[1]))
+    return Path(root)
+
+
+def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
+    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false)."""
+    from .data import load_dataset
+
+    if config.data.root is None:
+        raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
+    root = _resolve_root(config.data.root)
+    common = {"format": config.data.format, "image_size": input_size(config.model.type)}
+    train = None
+    if need_train:
+        train = load_dataset(
+            root, config.data.train_split, train=True, jitter=config.data.jitter,
+            seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
+        )  # fmt: skip
+    evals = None
+    if config.eval.enabled:
+        evals = load_dataset(root, config.data.eval_split, train=False, **common)
+    return train, evals
+
+
+def check_dataset(dataset: Any, what: str) -> None:
+    if dataset is None:
+        return
+    try:
+        n = len(dataset)
+    except TypeError:
+        raise ConfigError(f"the {what} set must be a sized dataset, got {type(dataset)}") from None
+    if n == 0:
+        raise ConfigError(f"the {what} set is empty (no images with instances); check data.root")

@@ -206,7 +206,7 @@ def seed_table(results: dict[str, dict[str, Sequence[float]]], digits: int = 1) 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: score a run's adapter (zero-shot SAM for method=freeze) on data.eval_split."""
-    from .train import build_datasets, build_model
+    from .engine import build_datasets, build_model
 
     parser = argparse.ArgumentParser(prog="python -m cobot_lib.evaluate", description=main.__doc__)
     parser.add_argument("config", help="YAML config (the one the run was trained with)")

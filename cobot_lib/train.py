@@ -36,16 +36,21 @@ from .checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
     atomic_save,
-    capture_rng,
-    load_checkpoint,
+    find_resume,
+    fingerprint,
     restore_rng,
+    restore_training_state,
+    training_state,
 )
-from .config import ConfigError, TrainConfig, fingerprint, fingerprint_diff, load_config
+from .config import ConfigError, TrainConfig, load_config
 from .engine import (
     EmbeddingCache,
     Indexed,
     PromptedSam,
     autocast,
+    build_datasets,
+    build_model,
+    check_dataset,
     collate,
     enable_activation_checkpointing,
     encoder_trains,
@@ -54,83 +59,29 @@ from .engine import (
 )
 from .evaluate import EvalResult, evaluate_model
 from .losses import bce_dice_loss
-from .models import build_sam, load_foundation_model
-from .peft import (
-    adapter_state_dict,
-    apply_peft,
-    load_adapter,
-    peft_config_of,
-    save_adapter,
-    summarize,
-)
+from .peft import apply_peft, peft_config_of, save_adapter, summarize
 from .prompting import upsample_logits
 
-__all__ = ["NonFiniteLossError", "build_model", "build_datasets", "Trainer", "run_experiment"]
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "run_experiment",
+    "build_model",
+    "build_datasets",
+]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the samples."""
 
 
-def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple[Sam, Any]:
-    """The run's SAM with its PEFT variant applied (seeded), or loaded from an adapter directory."""
-    seed_everything(config.runtime.seed)
-    ckpt = config.model.checkpoint
-    if ckpt == "foundation":
-        if config.model.type != "tiny":
-            raise ConfigError("model.checkpoint=foundation exists only for model.type=tiny")
-        sam = load_foundation_model()
-    else:
-        sam = build_sam(config.model.type, ckpt)
-    if adapter is not None:
-        load_adapter(sam, adapter)
-        if peft_config_of(sam) != config.peft_config():
-            raise ConfigError(
-                f"adapter {adapter} holds {peft_config_of(sam)}, the config asks for "
-                f"{config.peft_config()}"
-            )
-        return sam, summarize(sam)
-    return sam, apply_peft(sam, config.peft_config())
-
-
-def _resolve_root(root: str) -> Path:
-    if root.startswith("demo:"):
-        from .data.demo import ensure_demo_data
-
-        return Path(ensure_demo_data(root.split(":", 1)[1]))
-    return Path(root)
-
-
-def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
-    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false)."""
-    from .data import load_dataset
-    from .models import input_size
-
-    if config.data.root is None:
-        raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
-    root = _resolve_root(config.data.root)
-    common = {"format": config.data.format, "image_size": input_size(config.model.type)}
-    train = None
-    if need_train:
-        train = load_dataset(
-            root, config.data.train_split, train=True, jitter=config.data.jitter,
-            seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
-        )  # fmt: skip
-    evals = None
-    if config.eval.enabled:
-        evals = load_dataset(root, config.data.eval_split, train=False, **common)
-    return train, evals
-
-
-def _check_dataset(dataset: Any, what: str) -> None:
-    if dataset is None:
-        return
+def _adam(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam (Sec. 5.1); the fused kernel where torch has one (3-4x faster step on the CPU)."""
+    kwargs = {"lr": cfg.lr, "betas": cfg.optim.betas, "weight_decay": cfg.weight_decay}
     try:
-        n = len(dataset)
-    except TypeError:
-        raise ConfigError(f"the {what} set must be a sized dataset, got {type(dataset)}") from None
-    if n == 0:
-        raise ConfigError(f"the {what} set is empty (no images with instances); check data.root")
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, **kwargs)
 
 
 class Trainer:
@@ -155,12 +106,12 @@ class Trainer:
         self.env = dist.init_distributed(cfg.runtime.device)
         self.run_dir = cfg.run_dir
         self.callbacks = list(callbacks)
-        self.resume = self._find_resume()
+        self.resume = find_resume(cfg, self.env.world_size)
         if train_set is None and eval_set is None:
             needs_training = cfg.epochs > 0 and cfg.peft.method != "freeze"
             train_set, eval_set = build_datasets(cfg, need_train=needs_training)
-        _check_dataset(train_set, "training")
-        _check_dataset(eval_set, "evaluation")
+        check_dataset(train_set, "training")
+        check_dataset(eval_set, "evaluation")
         self.train_set, self.eval_set = train_set, eval_set
         if cfg.optim.batch_size % self.env.world_size:
             raise ConfigError(
@@ -184,7 +135,10 @@ class Trainer:
         cache = str(cfg.runtime.cache_embeddings).lower()
         if cache == "true" and encoder_trains(sam):
             raise ConfigError("runtime.cache_embeddings=true, but the image encoder trains")
-        self.cache = EmbeddingCache() if cache != "false" and not encoder_trains(sam) else None
+        caching = cache != "false" and not encoder_trains(sam)
+        # one cache per dataset: the key is the index within that dataset
+        self.cache = EmbeddingCache() if caching else None
+        self.eval_cache = EmbeddingCache() if caching else None
         self.model = PromptedSam(sam)
         self.forward = self.model
         if self.trains and dist.is_distributed():
@@ -194,73 +148,17 @@ class Trainer:
             )
         self.dtype, use_scaler = precision(cfg.runtime.amp, self.env.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-        self.optimizer = (
-            torch.optim.Adam(
-                self.params, lr=cfg.lr, betas=cfg.optim.betas, weight_decay=cfg.weight_decay
-            )
-            if self.params
-            else None
-        )
+        self.optimizer = _adam(self.params, cfg) if self.params else None
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.last_checkpoint: Path | None = None
 
-    # ---- resume -------------------------------------------------------------------------
-    def _find_resume(self) -> dict | None:
-        mode = self.config.runtime.resume
-        if mode == "never":
-            return None
-        path = self.run_dir / CHECKPOINT_NAME if mode == "auto" else Path(mode)
-        if mode == "auto" and not path.is_file():
-            return None
-        payload = load_checkpoint(path)
-        if payload["fingerprint"] != self.fingerprint:
-            diff = fingerprint_diff(payload["config"], self.config)
-            raise CheckpointError(
-                f"cannot resume from {path}: it belongs to another configuration "
-                f"({'; '.join(diff) or 'fingerprint differs'}); use another output_dir or "
-                "runtime.resume=never to start over"
-            )
-        if payload["step_in_epoch"] and payload["world_size"] != self.env.world_size:
-            raise CheckpointError(
-                f"{path} stopped mid-epoch with {payload['world_size']} processes; resume it "
-                f"with the same number (now {self.env.world_size})"
-            )
-        payload["path"] = path
-        return payload
-
-    def _load_resume(self) -> None:
-        p = self.resume
-        expected = adapter_state_dict(self.sam)
-        if set(p["adapter"]) != set(expected):
-            raise CheckpointError(f"{p['path']} holds other adapter tensors than this model")
-        self.sam.load_state_dict(p["adapter"], strict=False)
-        if self.optimizer is not None:
-            self.optimizer.load_state_dict(p["optimizer"])
-        self.scaler.load_state_dict(p["scaler"])
-        self.history = list(p["history"])
-        self.position = (p["epoch"], p["step_in_epoch"], p["global_step"])
-        self.last_checkpoint = p["path"]
-
     def _save(self, epoch: int, step: int, global_step: int) -> None:
-        if not dist.is_main():
-            return
-        payload = {
-            "adapter": {
-                k: v.detach().cpu().clone() for k, v in adapter_state_dict(self.sam).items()
-            },
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": capture_rng(),
-            "epoch": epoch,
-            "step_in_epoch": step,
-            "global_step": global_step,
-            "world_size": self.env.world_size,
-            "config": self.config.to_dict(),
-            "fingerprint": self.fingerprint,
-            "history": self.history,
-        }
-        self.last_checkpoint = atomic_save(payload, self.run_dir / CHECKPOINT_NAME)
+        if dist.is_main():
+            position, world = (epoch, step, global_step), self.env.world_size
+            state = training_state(self.sam, self.optimizer, self.scaler, position, world,
+                                   self.config, self.history)  # fmt: skip
+            self.last_checkpoint = atomic_save(state, self.run_dir / CHECKPOINT_NAME)
 
     # ---- logging ------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -328,7 +226,11 @@ class Trainer:
         if dist.is_main():
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.resume is not None:
-            self._load_resume()
+            restore_training_state(self.resume, self.sam, self.optimizer, self.scaler)
+            self.history = list(self.resume["history"])
+            r = self.resume
+            self.position = (r["epoch"], r["step_in_epoch"], r["global_step"])
+            self.last_checkpoint = r["path"]
         if dist.is_main():
             with open(self.run_dir / "metrics.jsonl", "w") as handle:
                 handle.writelines(json.dumps(r) + "\n" for r in self.history)
@@ -400,7 +302,7 @@ class Trainer:
             amp=self.config.runtime.amp,
             save_masks=self.run_dir / "masks" if save_masks else None,
             progress=self.config.runtime.progress,
-            cache=self.cache,
+            cache=self.eval_cache,
         )
 
 
