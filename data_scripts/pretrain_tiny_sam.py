@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from cobot_lib.data.synthetic import SyntheticShapes
@@ -44,6 +45,22 @@ def lr_factor(progress: float, warmup: float) -> float:
     if progress < warmup:
         return progress / warmup
     return 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over instances of (BCE averaged over object pixels + BCE averaged over the rest) / 2.
+
+    From random weights the cheapest answer to BCE + Dice is "no object anywhere", and once the
+    logits are very negative the Dice gradient vanishes (it scales with sigmoid'), so training
+    stalls for hundreds of steps. Weighting the object and background pixels equally makes that
+    answer expensive; the weight of this term decays to 0 during ``--aux-fraction`` of training,
+    so the end of training optimises Eq. 22 alone.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").flatten(1)
+    fg = target.flatten(1)
+    pos = (bce * fg).sum(1) / fg.sum(1).clamp(min=1)
+    neg = (bce * (1 - fg)).sum(1) / (1 - fg).sum(1).clamp(min=1)
+    return (0.5 * (pos + neg)).mean()
 
 
 def _batch(dataset: SyntheticShapes, start: int, size: int) -> tuple[torch.Tensor, list, list]:
@@ -96,7 +113,13 @@ def train(args: argparse.Namespace) -> dict:
             group["lr"] = args.lr * lr_factor(progress, args.warmup)
         images, boxes, masks = _batch(train_set, step * args.batch_size, args.batch_size)
         logits = predict_masks(sam, images, boxes)
-        losses = [bce_dice_loss(lg, m[:, None]) for lg, m in zip(logits, masks, strict=True)]
+        aux_weight = max(0.0, 1.0 - progress / args.aux_fraction) if args.aux_fraction else 0.0
+        losses = []
+        for lg, m in zip(logits, masks, strict=True):
+            loss_i = bce_dice_loss(lg, m[:, None])
+            if aux_weight > 0:
+                loss_i = loss_i + aux_weight * balanced_bce(lg, m[:, None])
+            losses.append(loss_i)
         loss = torch.stack(losses).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,6 +155,7 @@ def train(args: argparse.Namespace) -> dict:
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
         "jitter_px": args.jitter,
+        "aux_fraction": args.aux_fraction,
         "budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes",
         "torch_version": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
@@ -162,6 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up fraction of the budget")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
+    p.add_argument(
+        "--aux-fraction", type=float, default=0.3, help="balanced-BCE term fades out over it"
+    )
     p.add_argument("--jitter", type=float, default=4.0, help="max outward box jitter (px)")
     p.add_argument("--images", type=int, default=100_000, help="training images (by index)")
     p.add_argument("--eval-images", type=int, default=200, help="held-out images")

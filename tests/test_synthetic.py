@@ -1,4 +1,5 @@
-"""Synthetic shapes: determinism, the data contract, and box/mask consistency.
+"""Synthetic shapes (determinism, the data contract, box/mask consistency) and the pretraining
+script (quick mode, atomic save, schedule, balanced BCE).
 
 Oracles: torchvision's ``masks_to_boxes`` (same inclusive-max xyxy convention) for the tight box,
 SAM's pixel mean/std undone by hand for the value range, and set algebra for occlusion.
@@ -6,15 +7,19 @@ SAM's pixel mean/std undone by hand for the value range, and set algebra for occ
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import masks_to_boxes
 
 from cobot_lib.data.synthetic import SyntheticShapes, render_shapes
-from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
+from cobot_lib.models import PIXEL_MEAN, PIXEL_STD, build_sam
 
 
 def test_same_seed_and_index_give_the_same_item():
@@ -89,3 +94,72 @@ def test_bad_input_is_rejected_with_the_value():
         SyntheticShapes(0)
     with pytest.raises(IndexError, match="5"):
         SyntheticShapes(5)[5]
+
+
+# --- data_scripts/pretrain_tiny_sam.py -------------------------------------------------------
+
+_SPEC = importlib.util.spec_from_file_location(
+    "pretrain_tiny_sam", Path(__file__).parents[1] / "data_scripts" / "pretrain_tiny_sam.py"
+)
+pretrain = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(pretrain)
+
+
+def test_pretrain_quick_mode_writes_a_loadable_checkpoint_and_then_skips(tmp_path, capsys):
+    out = tmp_path / "cache" / "tiny.pt"
+    assert pretrain.main(["--quick", "--steps", "2", "--out", str(out), "--seed", "3"]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.pt"]  # no temporary left
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    assert meta["steps"] == 2 and meta["seed"] == 3
+    assert 0.0 <= meta["held_out_miou"] <= 1.0
+    assert meta["torch_version"] == str(torch.__version__)
+    sam = build_sam("tiny", out)  # the library's loader accepts it
+    for name, value in sam.state_dict().items():
+        assert torch.equal(value, ckpt["model"][name])
+    assert "held-out synthetic mIoU" in capsys.readouterr().out
+    stamp = out.stat().st_mtime_ns
+    assert pretrain.main(["--quick", "--out", str(out)]) == 0  # present: not retrained
+    assert out.stat().st_mtime_ns == stamp and "exists" in capsys.readouterr().out
+
+
+def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    out = tmp_path / "ckpt.pt"
+    pretrain.save_atomic({"a": torch.ones(2)}, out)
+
+    def broken_save(obj, path):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pretrain.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        pretrain.save_atomic({"a": torch.zeros(2)}, out)
+    assert torch.equal(torch.load(out, weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_lr_schedule_is_linear_warmup_then_half_cosine():
+    assert pretrain.lr_factor(0.0, 0.1) == 0.0
+    assert pretrain.lr_factor(0.05, 0.1) == pytest.approx(0.5)
+    assert pretrain.lr_factor(0.1, 0.1) == pytest.approx(1.0)
+    assert pretrain.lr_factor(0.55, 0.1) == pytest.approx(0.5)  # cos(pi / 2) midway
+    assert pretrain.lr_factor(1.0, 0.1) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_balanced_bce_equals_class_weighted_bce():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1, 8, 8, generator=gen)
+    target = (torch.rand(3, 1, 8, 8, generator=gen) < 0.2).float()
+    expected = []
+    for lg, t in zip(logits, target, strict=True):
+        w = torch.where(t > 0, 0.5 / t.sum(), 0.5 / (1 - t).sum())  # each class half the weight
+        expected.append(F.binary_cross_entropy_with_logits(lg, t, weight=w, reduction="sum"))
+    got = pretrain.balanced_bce(logits, target)
+    torch.testing.assert_close(got, torch.stack(expected).mean())
+
+
+def test_pretrain_rejects_bad_budgets():
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--steps", "0"])
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--minutes", "-1"])
