@@ -145,7 +145,7 @@ class RuntimeSection:
     freeze) | true | false. max_steps: stop after this many optimiser steps in total (a
     checkpoint is written there; resuming continues exactly). save_every: also checkpoint every
     N steps inside an epoch. resume: auto (continue from output_dir's checkpoint if any) |
-    never (start over) | a checkpoint path."""
+    never (start over) | a checkpoint path. log_every: one "step" record per N steps (long runs)."""
 
     seed: int = 0
     device: str = "auto"
@@ -156,6 +156,7 @@ class RuntimeSection:
     save_every: int | None = None
     resume: str = "auto"
     progress: bool = True
+    log_every: int = 1
 
 
 @dataclass
@@ -215,6 +216,7 @@ class TrainConfig:
             ("optim.batch_size", self.optim.batch_size),
             ("runtime.max_steps", self.runtime.max_steps),
             ("runtime.save_every", self.runtime.save_every),
+            ("runtime.log_every", self.runtime.log_every),
             ("data.max_instances", self.data.max_instances),
         ):
             if value is not None and value < 1:

@@ -204,9 +204,32 @@ def seed_table(results: dict[str, dict[str, Sequence[float]]], digits: int = 1) 
     return "\n".join(lines)
 
 
+def _evaluate_run(config, adapter: Path | None, save_masks: bool) -> None:
+    from .engine import build_datasets, build_model
+
+    env = dist.init_distributed(config.runtime.device)
+    adapter = adapter or config.run_dir / "adapter"
+    sam, _ = build_model(config, adapter=adapter if config.peft.method != "freeze" else None)
+    _, eval_set = build_datasets(config, need_train=False)
+    result = evaluate_model(
+        sam.to(env.device),
+        eval_set,
+        amp=config.runtime.amp,
+        progress=config.runtime.progress,
+        save_masks=config.run_dir / "masks" if save_masks else None,
+    )
+    if dist.is_main():
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        out = config.run_dir / "eval.json"
+        summary = result.summary()
+        out.write_text(json.dumps({"summary": summary, "per_instance": result.rows}, indent=1))
+        print(json.dumps(summary, indent=2))
+        print(f"per-instance table written to {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: score a run's adapter (zero-shot SAM for method=freeze) on data.eval_split."""
-    from .engine import build_datasets, build_model
+    from .config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m cobot_lib.evaluate", description=main.__doc__)
     parser.add_argument("config", help="YAML config (the one the run was trained with)")
@@ -214,28 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", help="adapter directory (default: RUN_DIR/adapter)")
     parser.add_argument("--save-masks", action="store_true", help="write RUN_DIR/masks/*.npz")
     args = parser.parse_args(argv)
-    from .config import load_config
-
-    config = load_config(args.config, args.overrides)
-    env = dist.init_distributed(config.runtime.device)
     try:
-        adapter = Path(args.adapter) if args.adapter else config.run_dir / "adapter"
-        sam, _ = build_model(config, adapter=adapter if config.peft.method != "freeze" else None)
-        _, eval_set = build_datasets(config, need_train=False)
-        result = evaluate_model(
-            sam.to(env.device),
-            eval_set,
-            amp=config.runtime.amp,
-            progress=config.runtime.progress,
-            save_masks=config.run_dir / "masks" if args.save_masks else None,
-        )
-        summary = result.summary()
-        if dist.is_main():
-            config.run_dir.mkdir(parents=True, exist_ok=True)
-            out = config.run_dir / "eval.json"
-            out.write_text(json.dumps({"summary": summary, "per_instance": result.rows}, indent=1))
-            print(json.dumps(summary, indent=2))
-            print(f"per-instance table written to {out}")
+        config = load_config(args.config, args.overrides)
+        _evaluate_run(config, Path(args.adapter) if args.adapter else None, args.save_masks)
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         dist.shutdown()
     return 0

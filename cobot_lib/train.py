@@ -34,7 +34,6 @@ from tqdm.auto import tqdm
 from . import distributed as dist
 from .checkpoint import (
     CHECKPOINT_NAME,
-    CheckpointError,
     atomic_save,
     find_resume,
     fingerprint,
@@ -239,6 +238,8 @@ class Trainer:
         epoch0, skip, global_step = self.position
         if self.resume is not None:
             restore_rng(self.resume["rng"])
+        else:  # the run's randomness depends on the seed only, not on how the model was built
+            seed_everything(cfg.runtime.seed)
         self.sam.train()
         max_steps, save_every = cfg.runtime.max_steps, cfg.runtime.save_every
         for epoch in range(epoch0, cfg.epochs):
@@ -265,8 +266,9 @@ class Trainer:
                 global_step += 1
                 losses.append(loss)
                 bar.set_postfix(loss=f"{loss:.4f}")
-                self._log({"event": "step", "epoch": epoch + 1, "step": step + 1,
-                           "global_step": global_step, "loss": loss})  # fmt: skip
+                if global_step % cfg.runtime.log_every == 0:
+                    self._log({"event": "step", "epoch": epoch + 1, "step": step + 1,
+                               "global_step": global_step, "loss": loss})  # fmt: skip
                 stop = max_steps is not None and global_step >= max_steps
                 if step + 1 < n_steps and (stop or (save_every and global_step % save_every == 0)):
                     self._save(epoch, step + 1, global_step)
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main():
             print(json.dumps(result["metrics"], indent=2))
             print(f"run directory: {result['run_dir']}")
-    except (ConfigError, CheckpointError, NonFiniteLossError, FileNotFoundError) as exc:
+    except (ValueError, NonFiniteLossError, FileNotFoundError) as exc:  # incl. Config/Checkpoint
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -146,3 +146,5 @@ def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys):
 
     assert train.main([str(config), "optim.lr_max=3"]) == 2
     assert "unknown config key 'optim.lr_max'" in capsys.readouterr().err
+    assert evaluate.main([str(config), "--adapter", str(tmp_path / "nowhere")]) == 2
+    assert "no adapter config at" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from .transforms import (
     INTENSITY_MODES,
@@ -32,11 +33,37 @@ from .transforms import (
     pad_masks,
     prepare_image,
     preprocess_shape,
+    resize_labels,
     resize_masks,
     tight_boxes,
 )
 
 __all__ = ["build_item", "BoxPromptDataset", "PerInstance", "collate_samples"]
+
+
+def _from_label(
+    label: np.ndarray, values: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resized binary masks (N, h, w) and their tight boxes for label values of a label image.
+
+    The label image is resized once (nearest) and the boxes are read off ``find_objects``; an
+    instance lost by the resize falls back to ``resize_masks`` (never emptied).
+    """
+    small_label = resize_labels(label, size)
+    masks = small_label[None] == values[:, None, None]
+    boxes = np.zeros((len(values), 4), np.float32)
+    if len(values) and values.max() < 2**24:
+        objects = ndimage.find_objects(small_label.astype(np.int32, copy=False), int(values.max()))
+    else:  # pragma: no cover - label values this large are not written by this project
+        objects = [None] * (int(values.max()) if len(values) else 0)
+    for i, v in enumerate(values):
+        sl = objects[v - 1] if 0 < v <= len(objects) else None
+        if sl is None:  # lost by the resize (or out of range): the exact fallback
+            masks[i] = resize_masks((label == v)[None], size)[0]
+            boxes[i] = tight_boxes(masks[i : i + 1])[0]
+        else:
+            boxes[i] = (sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1)
+    return masks, boxes
 
 
 def build_item(
@@ -49,26 +76,33 @@ def build_item(
     rng: np.random.Generator | None = None,
     intensity: str = "percentile",
 ) -> dict[str, Any]:
-    """One item from an image (H, W[, C]) and its non-empty binary masks (N, H, W).
+    """One item from an image (H, W[, C]) and its instances.
 
-    Boxes are tight on the resized masks; with an ``rng`` each side is then jittered outwards
-    by 0..jitter_px original pixels (``transforms.jitter_boxes``).
+    ``masks`` is either binary (N, H, W), one mask per entry of ``labels``, or a label image
+    (H, W) from which the instances with the values ``labels`` are taken (faster: the label
+    image is resized once). Boxes are tight on the resized masks; with an ``rng`` each side is
+    then jittered outwards by 0..jitter_px original pixels (``transforms.jitter_boxes``).
     """
-    masks = np.asarray(masks, dtype=bool)
-    if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
+    masks, labels = np.asarray(masks), np.asarray(labels, dtype=np.int64).reshape(-1)
+    if masks.ndim not in (2, 3) or masks.shape[-2:] != image.shape[:2]:
         raise ValueError(f"{name}: masks {masks.shape} do not match image {image.shape[:2]}")
+    if masks.ndim == 3 and len(masks) != len(labels):
+        raise ValueError(f"{name}: {len(masks)} masks but {len(labels)} labels")
     pixels, (h, w) = prepare_image(image, image_size, intensity)
-    small = resize_masks(masks, (h, w))
-    boxes = tight_boxes(small) if len(small) else np.zeros((0, 4), np.float32)
+    if masks.ndim == 2:
+        small, boxes = _from_label(masks, labels, (h, w))
+    else:
+        small = resize_masks(masks.astype(bool, copy=False), (h, w))
+        boxes = tight_boxes(small) if len(small) else np.zeros((0, 4), np.float32)
     if rng is not None and jitter_px > 0 and len(boxes):
-        scale = image_size / max(masks.shape[1:])  # input pixels per original pixel
+        scale = image_size / max(image.shape[:2])  # input pixels per original pixel
         boxes = jitter_boxes(boxes, jitter_px, (h, w), rng, scale=scale)
     return {
         "image": pixels,
         "masks": pad_masks(small, image_size),
         "boxes": torch.from_numpy(boxes),
-        "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64)),
-        "original_size": (int(masks.shape[1]), int(masks.shape[2])),
+        "labels": torch.from_numpy(labels),
+        "original_size": (int(image.shape[0]), int(image.shape[1])),
         "input_size": (h, w),
         "name": name,
     }
@@ -119,7 +153,8 @@ class BoxPromptDataset(torch.utils.data.Dataset):
 
     # --- what a subclass provides -------------------------------------------------------
     def _read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image (H, W[, C]), binary masks (N, H, W) of ``self.instance_labels[index]``)."""
+        """(image (H, W[, C]), instances): binary masks (N, H, W), one per entry of
+        ``self.instance_labels[index]``, or a label image (H, W) holding those values."""
         raise NotImplementedError
 
     # --- index -------------------------------------------------------------------------
@@ -159,21 +194,26 @@ class BoxPromptDataset(torch.utils.data.Dataset):
 
     def original_masks(self, index: int) -> np.ndarray:
         """Bool (N, H, W) masks at the original size, in the order of the eval item's masks."""
-        return self._read(self._check_index(index))[1]
+        index = self._check_index(index)
+        masks = self._read(index)[1]
+        if masks.ndim == 2:
+            return masks[None] == self.instance_labels[index][:, None, None]
+        return masks.astype(bool, copy=False)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = self._check_index(index)
         image, masks = self._read(index)
         labels = self.instance_labels[index]
-        if image.shape[:2] != masks.shape[1:]:
+        if image.shape[:2] != masks.shape[-2:]:
             raise ValueError(
                 f"{self.names[index]}: image size {image.shape[:2]} differs from mask size "
-                f"{masks.shape[1:]}"
+                f"{masks.shape[-2:]}"
             )
         rng = item_rng(self.seed, self.epoch, index) if self.train else None
         if rng is not None and self.max_instances is not None and len(labels) > self.max_instances:
             keep = np.sort(rng.choice(len(labels), self.max_instances, replace=False))
-            masks, labels = masks[keep], labels[keep]
+            masks = masks if masks.ndim == 2 else masks[keep]
+            labels = labels[keep]
         return build_item(
             image, masks, labels, self.names[index], self.image_size,
             self.jitter_px, rng, self.intensity,

@@ -103,7 +103,6 @@ class FolderDataset(BoxPromptDataset):
                 f"image {self.image_paths[index]} is {image.shape[:2]} but mask "
                 f"{self.mask_paths[index]} is {mask.shape[-2:]}"
             )
-        values = self.instance_labels[index]
         if mask.ndim == 3:
-            return image, mask[values - 1]
-        return image, mask[None] == values[:, None, None]
+            return image, mask[self.instance_labels[index] - 1]
+        return image, mask  # a label image: build_item takes the indexed values

@@ -141,9 +141,10 @@ def _as_labels(arr: np.ndarray, path: Path) -> np.ndarray:
         raise ValueError(f"mask {path} has dtype {arr.dtype}; expected integer labels")
     if arr.size and arr.min() < 0:
         raise ValueError(f"mask {path} holds negative labels (min {arr.min()})")
-    values = np.unique(arr)
-    if values.size and values[-1] == 255 and set(values.tolist()) <= {0, 255}:
-        return (arr == 255).astype(np.uint8)  # a binary mask stored as 0/255
+    if arr.size and arr.max() == 255:
+        present = np.flatnonzero(np.bincount(arr.ravel().astype(np.int64, copy=False)))
+        if set(present.tolist()) <= {0, 255}:
+            return (arr == 255).astype(np.uint8)  # a binary mask stored as 0/255
     return arr
 
 
