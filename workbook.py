@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """One entry point for a newcomer, standard library only (works on a machine with only Python).
 
-    python3 workbook.py test   # create .venv, install everything, run all tests and notebooks
-    python3 workbook.py run    # create .venv, install everything, run the walkthrough
+    python3 workbook.py test   # create .venv, install everything, lint, run all tests and notebooks
+    python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 06)
     python3 workbook.py setup  # only create .venv and install
 
 The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml) makes a
@@ -87,11 +87,7 @@ def test() -> None:
 def main_job() -> None:
     setup()
     ensure_foundation_model()
-    walkthrough = ROOT / "cobot_lib" / "walkthrough.py"
-    if walkthrough.exists():
-        run(PYTHON, "-m", "cobot_lib.walkthrough", *sys.argv[2:])
-    else:
-        run(PYTHON, ROOT / "data_scripts" / "demo_quickstart.py")
+    run(PYTHON, "-m", "cobot_lib.walkthrough", *sys.argv[2:])
 
 
 COMMANDS = {"setup": setup, "test": test, "run": main_job}
