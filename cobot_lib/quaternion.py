@@ -1,6 +1,10 @@
 """Quaternions and the quaternion (hyper-complex) linear layer (Sec. 4.3, Eq. 20).
 
-A quaternion h = a0 + a1 j1 + a2 j2 + a3 j3 is stored as a tensor whose last dimension is 4.
+A quaternion h = a0 + a1 j1 + a2 j2 + a3 j3 is stored as a tensor whose last dimension is 4,
+scalar part first (a0, a1, a2, a3) -- scipy's Rotation uses the opposite, scalar-last order.
+The basis obeys j1^2 = j2^2 = j3^2 = j1 j2 j3 = -1, j1 j2 = j3 = -j2 j1 (not commutative); the
+Hamilton product of unit quaternions composes rotations of R^3 (v -> q v q*).
+
 A quaternion linear map of V/4 inputs to V/4 outputs has V/4 x V/4 quaternion weights; its real
 V x V matrix is made of 4 x 4 blocks, each the left-multiplication matrix of one weight, so each
 block's 16 entries share 4 parameters (a quarter of a dense layer's V^2).
@@ -9,17 +13,96 @@ block's 16 entries share 4 parameters (a quarter of a dense layer's V^2).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["left_matrix", "QuaternionLinear"]
+__all__ = [
+    "hamilton_product",
+    "conjugate",
+    "norm",
+    "normalize",
+    "inverse",
+    "matrix",
+    "left_matrix",
+    "right_matrix",
+    "rotate",
+    "rotation_matrix",
+    "random_unit_quaternions",
+    "from_axis_angle",
+    "QuaternionLinear",
+]
+
+
+def _check(name: str, q: torch.Tensor, size: int = 4) -> None:
+    if not isinstance(q, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(q).__name__}")
+    if q.dim() == 0 or q.shape[-1] != size:
+        what = "a quaternion tensor" if size == 4 else "a 3-D vector tensor"
+        raise ValueError(f"{name}: {what} needs last dimension {size}, got shape {tuple(q.shape)}")
+    if not q.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {q.dtype}")
+
+
+def _check_same_dtype(op: str, p: torch.Tensor, q: torch.Tensor) -> None:
+    if p.dtype != q.dtype:
+        raise TypeError(f"{op}: the operands are {p.dtype} and {q.dtype}; give both the same dtype")
+
+
+def hamilton_product(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """p (x) q for tensors (..., 4) that broadcast (Eq. 20 with N = 4).
+
+    Written out from the basis rules: with p = a0 + a (vector a) and q = b0 + b,
+    p q = (a0 b0 - a.b) + (a0 b + b0 a + a x b).
+    """
+    _check("hamilton_product: p", p)
+    _check("hamilton_product: q", q)
+    _check_same_dtype("hamilton_product", p, q)
+    a0, a1, a2, a3 = p.unbind(-1)
+    b0, b1, b2, b3 = q.unbind(-1)
+    return torch.stack(
+        [
+            a0 * b0 - a1 * b1 - a2 * b2 - a3 * b3,
+            a0 * b1 + a1 * b0 + a2 * b3 - a3 * b2,
+            a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1,
+            a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0,
+        ],
+        dim=-1,
+    )
+
+
+def conjugate(q: torch.Tensor) -> torch.Tensor:
+    """q* = a0 - a1 j1 - a2 j2 - a3 j3 (so q q* = |q|^2 and (p q)* = q* p*)."""
+    _check("conjugate: q", q)
+    return q * q.new_tensor([1.0, -1.0, -1.0, -1.0])
+
+
+def norm(q: torch.Tensor) -> torch.Tensor:
+    """|q| = sqrt(a0^2 + a1^2 + a2^2 + a3^2), shape (...); |p q| = |p| |q|."""
+    _check("norm: q", q)
+    return torch.linalg.vector_norm(q, dim=-1)
+
+
+def normalize(q: torch.Tensor) -> torch.Tensor:
+    """q / |q| (a clear error for a zero quaternion, which has no direction)."""
+    n = norm(q)
+    if bool((n == 0).any()):
+        raise ValueError("normalize: a zero quaternion cannot be scaled to unit norm")
+    return q / n.unsqueeze(-1)
+
+
+def inverse(q: torch.Tensor) -> torch.Tensor:
+    """q^-1 = q* / |q|^2 (q q^-1 = q^-1 q = 1)."""
+    n2 = norm(q) ** 2
+    if bool((n2 == 0).any()):
+        raise ValueError("inverse: a zero quaternion has no inverse")
+    return conjugate(q) / n2.unsqueeze(-1)
 
 
 def left_matrix(q: torch.Tensor) -> torch.Tensor:
     """Real 4x4 matrix L(q) with L(q) @ p == q (x) p (Hamilton product), for q of shape (..., 4)."""
-    if q.shape[-1] != 4:
-        raise ValueError(f"a quaternion tensor needs last dimension 4, got shape {tuple(q.shape)}")
+    _check("left_matrix: q", q)
     a, b, c, d = q.unbind(-1)
     rows = [
         torch.stack([a, -b, -c, -d], -1),
@@ -30,10 +113,74 @@ def left_matrix(q: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
+matrix = left_matrix
+"""The real 4x4 matrix of a quaternion: its left-multiplication map L(q) (alias of left_matrix).
+L(q)^T L(q) = |q|^2 I, so a unit quaternion's matrix is orthogonal."""
+
+
+def right_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Real 4x4 matrix R(q) with R(q) @ p == p (x) q; L and R commute (associativity)."""
+    _check("right_matrix: q", q)
+    a, b, c, d = q.unbind(-1)
+    rows = [
+        torch.stack([a, -b, -c, -d], -1),
+        torch.stack([b, a, d, -c], -1),
+        torch.stack([c, -d, a, b], -1),
+        torch.stack([d, c, -b, a], -1),
+    ]
+    return torch.stack(rows, -2)
+
+
+def rotate(v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """q v q* for 3-D vectors v (..., 3) read as pure quaternions (0, v); q (..., 4) broadcasts.
+
+    For a unit q this is the rotation by angle 2 acos(q0) about the axis (q1, q2, q3); a
+    non-unit q also scales the vector by |q|^2.
+    """
+    _check("rotate: v", v, size=3)
+    _check("rotate: q", q)
+    _check_same_dtype("rotate", v, q)
+    pure = torch.cat([torch.zeros_like(v[..., :1]), v], dim=-1)
+    return hamilton_product(hamilton_product(q, pure), conjugate(q))[..., 1:]
+
+
+def rotation_matrix(q: torch.Tensor) -> torch.Tensor:
+    """The 3x3 matrix of v -> q v q* (the lower-right block of L(q) R(q*)), shape (..., 3, 3)."""
+    return (left_matrix(q) @ right_matrix(conjugate(q)))[..., 1:, 1:]
+
+
+def random_unit_quaternions(
+    shape: Sequence[int] | torch.Size = (),
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Quaternions uniform on the unit sphere S^3, shape (*shape, 4): normalised Gaussians.
+
+    (A Gaussian in R^4 is rotation invariant, so its direction is uniform on S^3; the same draw
+    gives uniformly distributed random rotations.)
+    """
+    q = torch.randn(*shape, 4, generator=generator, dtype=dtype, device=device)
+    return q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
+
+
+def from_axis_angle(axis: torch.Tensor, angle: torch.Tensor | float) -> torch.Tensor:
+    """The unit quaternion (cos(angle/2), sin(angle/2) axis/|axis|): rotation by `angle` (radians,
+    right-hand rule) about `axis` (..., 3); angle broadcasts against axis[..., 0]."""
+    _check("from_axis_angle: axis", axis, size=3)
+    length = torch.linalg.vector_norm(axis, dim=-1, keepdim=True)
+    if bool((length == 0).any()):
+        raise ValueError("from_axis_angle: the rotation axis must be non-zero")
+    half = torch.as_tensor(angle, dtype=axis.dtype, device=axis.device).unsqueeze(-1) / 2
+    half, unit = torch.broadcast_tensors(half, axis / length)  # both (..., 3)
+    return torch.cat([torch.cos(half[..., :1]), torch.sin(half) * unit], dim=-1)
+
+
 class QuaternionLinear(nn.Module):
     """A V -> V (in general 4n -> 4m) real linear map built from quaternion weights, no bias.
 
-    ``weight`` has shape (out/4, in/4, 4) (r, i, j, k parts). ``init``:
+    ``weight`` has shape (out/4, in/4, 4) (r, i, j, k parts); output quaternion o is
+    sum_i weight[o, i] (x) x_i, with x_i = x[4i : 4i + 4]. ``init``:
       - "paper": each weight a uniform random unit quaternion scaled by 1/sqrt(in/4), so that
         each 4x4 block is a scaled rotation (orthogonal); for in = out = 4 the matrix is exactly
         orthogonal (the paper's "weights on the unit sphere").
@@ -58,8 +205,9 @@ class QuaternionLinear(nn.Module):
     def reset_parameters(self) -> None:
         with torch.no_grad():
             if self.init == "paper":
-                q = torch.randn_like(self.weight)
-                q /= q.norm(dim=-1, keepdim=True)
+                q = random_unit_quaternions(
+                    self.weight.shape[:-1], dtype=self.weight.dtype, device=self.weight.device
+                )
                 self.weight.copy_(q / math.sqrt(self.in_features // 4))
             else:
                 self.weight.zero_()
