@@ -1,0 +1,251 @@
+"""Tables 1-3 and Fig. 5 of the paper beside their miniature on the demo sets, with verdicts
+computed from the numbers (never written by hand).
+
+The paper's rows (Sec. 5.2, base Adaptformer on ViT-B; METHOD.md section 4) are kept here as
+data. Pairing: demo:mri (DSC, medical) stands beside ADOME (DSC); demo:nuclei (mIoU) beside NWPU
+and TRCAN (mIoU). What is compared is the *difference* a switch makes (a row minus its reference
+row, in percentage points), because a tiny SAM on 36 images cannot reach the paper's levels:
+
+- the paper's difference is positive, zero (|d| < 0.05) or negative;
+- the miniature's difference d has a standard error se = sqrt(s1^2/n1 + s2^2/n2) over seeds;
+- verdict: "agrees" (same sign, |d| > 2 se), "same sign, within noise", "opposite sign, within
+  noise", "disagrees" (opposite sign, |d| > 2 se), "no difference" (d = 0); for a paper
+  difference of zero, "agrees" when |d| <= 2 se, else "disagrees".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .ablations import GRID_STEPS, AblationSpec, select
+
+__all__ = [
+    "PAIRS",
+    "TABLE1",
+    "TABLE2",
+    "TABLE3",
+    "PAPER_TABLE1",
+    "PAPER_TABLE2",
+    "PAPER_TABLE3",
+    "configurations",
+    "verdict",
+    "seed_scores",
+    "table_comparison",
+    "fig5_comparison",
+    "summary_sentences",
+    "markdown_report",
+]
+
+PAIRS = {"demo:mri": ("ADOME",), "demo:nuclei": ("NWPU", "TRCAN")}
+_BASE = AblationSpec(cobot=False)
+_FULL = AblationSpec()  # CoS + RM + HL, V = 16
+
+#: Table 1 rows in order (the check marks, read from the paper's prose; METHOD.md section 4).
+TABLE1 = {
+    "Adaptformer": _BASE,
+    "+CoS": replace(_FULL, relation="off", head="none"),
+    "+HL": replace(_FULL, coefficient_sets="single", relation="off"),
+    "+CoS+HL": replace(_FULL, relation="off"),
+    "+CoS+RM": replace(_FULL, head="none"),
+    "+CoS+RM+HL": _FULL,
+}
+TABLE2 = {"Fixed": replace(_FULL, relation="fixed"), "Learnable": _FULL}
+TABLE3 = {"Linear": replace(_FULL, head="linear"), "HL": _FULL}
+
+#: Table 1 of the paper (%): one value per row of TABLE1.
+PAPER_TABLE1 = {
+    "ADOME": (90.1, 90.1, 90.3, 90.4, 90.9, 91.3),
+    "NWPU": (83.0, 83.1, 83.3, 83.3, 83.7, 84.0),
+    "TRCAN": (73.3, 73.4, 73.5, 73.5, 73.9, 74.1),
+}
+#: Tables 2 and 3 of the paper (%): (mean, std) per row.
+PAPER_TABLE2 = {
+    "ADOME": ((90.2, 0.6), (91.3, 0.5)),
+    "NWPU": ((83.4, 0.6), (84.0, 0.3)),
+    "TRCAN": ((73.3, 0.2), (74.1, 0.0)),
+}
+PAPER_TABLE3 = {
+    "ADOME": ((90.9, 0.6), (91.3, 0.5)),
+    "NWPU": ((83.8, 0.2), (84.0, 0.3)),
+    "TRCAN": ((73.9, 0.1), (74.1, 0.0)),
+}
+#: Fig. 5 has no printed numbers; its text claims: COBOT beats Adaptformer at every V, and the
+#: gain is larger at V <= 16 (over 1.6 points DSC on ADOME).
+FIG5_CLAIM = "COBOT > Adaptformer at every V; larger gains at V <= 16"
+
+
+def configurations(ranks=(4, 8, 16, 32)) -> list[AblationSpec]:
+    """Every configuration of Tables 1-3 and Fig. 5 (on the default dataset and seed)."""
+    found = [*TABLE1.values(), *TABLE2.values(), *TABLE3.values()]
+    for rank in ranks:
+        found += [replace(_BASE, rank=rank), replace(_FULL, rank=rank)]
+    return list(dict.fromkeys(found))
+
+
+def verdict(paper_diff: float, diff: float, se: float) -> str:
+    """Whether a miniature difference ``diff`` (± ``se``) agrees with the paper's (module doc)."""
+    if math.isnan(diff):
+        return "not run"
+    noise = abs(diff) <= 2 * se
+    if abs(paper_diff) < 0.05:
+        return "agrees (no clear change)" if noise else "disagrees (changes)"
+    if diff == 0:
+        return "no difference"
+    same = np.sign(diff) == np.sign(paper_diff)
+    if noise:
+        return "same sign, within noise" if same else "opposite sign, within noise"
+    return "agrees" if same else "disagrees"
+
+
+def seed_scores(table: pd.DataFrame, spec: AblationSpec, dataset: str, steps: int,
+                checkpoint: str) -> np.ndarray:  # fmt: skip
+    """The metric of ``dataset`` (in %) over the seeds of ``spec``'s configuration."""
+    spec = replace(spec, dataset=dataset, steps=steps, checkpoint=checkpoint)
+    rows = select(table, spec)
+    return 100.0 * rows[spec.metric].to_numpy(dtype=float)
+
+
+def _stats(values: np.ndarray) -> tuple[float, float, int]:
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    return float(values.mean()), float(values.std(ddof=1)) if n > 1 else 0.0, n
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    (ma, sa, na), (mb, sb, nb) = _stats(a), _stats(b)
+    if not na or not nb:
+        return math.nan, math.nan
+    return ma - mb, math.sqrt(sa**2 / na + sb**2 / nb)
+
+
+def _fmt(mean: float, std: float) -> str:
+    return "—" if math.isnan(mean) else f"{mean:.1f} ± {std:.1f}"
+
+
+def table_comparison(table: pd.DataFrame, which: int, steps: int = GRID_STEPS,
+                     checkpoint: str = "foundation") -> pd.DataFrame:  # fmt: skip
+    """Table 1, 2 or 3 of the paper beside the miniature: one row per (demo set, table row).
+
+    Columns: dataset, row, n (seeds), miniature (mean ± std, %), mean, vs (the reference row:
+    the baseline in Table 1, the row above in Tables 2 and 3), d (difference to it, points),
+    se, paper (the paired paper sets, e.g. "NWPU / TRCAN"), paper value(s), paper d, verdict
+    (one per paired set, joined by " / " when they differ).
+    """
+    rows_of = {1: TABLE1, 2: TABLE2, 3: TABLE3}[which]
+    names = list(rows_of)
+    out = []
+    for dataset, papers in PAIRS.items():
+        scores = {n: seed_scores(table, s, dataset, steps, checkpoint) for n, s in rows_of.items()}
+        for i, name in enumerate(names):
+            mean, std, n = _stats(scores[name])
+            ref = names[0] if which == 1 else names[max(i - 1, 0)]
+            d, se = _diff(scores[name], scores[ref]) if i else (math.nan, math.nan)
+            values, diffs = [], []
+            for paper in papers:
+                if which == 1:
+                    value, ref_value = PAPER_TABLE1[paper][i], PAPER_TABLE1[paper][0]
+                    values.append(f"{value:.1f}")
+                else:
+                    pairs = (PAPER_TABLE2 if which == 2 else PAPER_TABLE3)[paper]
+                    value, ref_value = pairs[i][0], pairs[names.index(ref)][0]
+                    values.append(_fmt(*pairs[i]))
+                diffs.append(round(value - ref_value, 1))
+            verdicts = list(dict.fromkeys(verdict(p, d, se) for p in diffs)) if i else [""]
+            out.append({
+                "dataset": dataset, "row": name, "n": n, "miniature": _fmt(mean, std),
+                "mean": mean, "vs": ref if i else "", "d": d, "se": se,
+                "paper": " / ".join(papers), "paper value": " / ".join(values),
+                "paper d": " / ".join(f"{x:+.1f}" for x in diffs) if i else "",
+                "verdict": " / ".join(verdicts),
+            })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def fig5_comparison(table: pd.DataFrame, ranks=(4, 8, 16, 32), steps: int = GRID_STEPS,
+                    checkpoint: str = "foundation") -> pd.DataFrame:  # fmt: skip
+    """Fig. 5 in miniature: Adaptformer vs Adaptformer+COBOT per V; d = COBOT minus plain."""
+    out = []
+    for dataset in PAIRS:
+        for rank in ranks:
+            plain = seed_scores(table, replace(_BASE, rank=rank), dataset, steps, checkpoint)
+            full = seed_scores(table, replace(_FULL, rank=rank), dataset, steps, checkpoint)
+            d, se = _diff(full, plain)
+            (mp, sp, _), (mf, sf, _) = _stats(plain), _stats(full)
+            out.append({
+                "dataset": dataset, "V": rank, "n": min(len(plain), len(full)),
+                "Adaptformer": _fmt(mp, sp), "Adaptformer+COBOT": _fmt(mf, sf),
+                "plain_mean": mp, "cobot_mean": mf,
+                "d": d, "se": se, "verdict": verdict(1.0, d, se),
+            })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def summary_sentences(comparison: pd.DataFrame) -> list[str]:
+    """Plain sentences computed from a comparison table (Table 1-3 or Fig. 5)."""
+    lines = []
+    for dataset, part in comparison.groupby("dataset", sort=False):
+        verdicts = [v for text in part["verdict"] if text for v in text.split(" / ")]
+        agree = sum(v.startswith("agrees") for v in verdicts)
+        sign = sum(v.startswith(("agrees", "same sign")) for v in verdicts)
+        against = sum(v.startswith("disagrees") for v in verdicts)
+        lines.append(
+            f"{dataset}: of {len(verdicts)} paper differences, the miniature has the same sign "
+            f"in {sign}, agrees beyond seed noise in {agree}, and clearly disagrees in {against}."
+        )
+        if "row" in part and part["mean"].notna().any():
+            best = part.loc[part["mean"].idxmax(), "row"]
+            lines.append(f"{dataset}: the best miniature row is {best} "
+                         f"(the paper's best is {part['row'].iloc[-1]}).")  # fmt: skip
+        if "V" in part:
+            small = part[part["V"] <= 16]["d"].mean()
+            large = part[part["V"] > 16]["d"].mean()
+            if not (math.isnan(small) or math.isnan(large)):
+                word = "larger" if small > large else "not larger"
+                lines.append(
+                    f"{dataset}: the mean COBOT gain at V <= 16 ({small:+.2f} points) "
+                    f"is {word} than at V > 16 ({large:+.2f}); the paper: larger."
+                )
+    return lines
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:+.2f}"
+    return str(value)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    cells = frame.map(_cell)
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+             "|" + "---|" * len(frame.columns)]  # fmt: skip
+    lines += ["| " + " | ".join(r) + " |" for r in cells.astype(str).to_numpy().tolist()]
+    return "\n".join(lines)
+
+
+def markdown_report(table: pd.DataFrame, source: str = "the results table",
+                    steps: int = GRID_STEPS, checkpoint: str = "foundation") -> str:  # fmt: skip
+    """Tables 1-3 and Fig. 5, miniature beside the paper, with the computed sentences."""
+    parts = [
+        "# Ablations in miniature (tiny SAM on the demo sets)",
+        "",
+        f"Generated by `python -m cobot_lib.ablations` from {source}: {steps} steps per run, "
+        f"checkpoint {checkpoint}, seeds {sorted(set(table['seed']))}. Values in %, "
+        "mean ± std over seeds; d = difference to the reference row (points), se its standard "
+        "error. demo:mri (DSC) stands beside ADOME, demo:nuclei (mIoU) beside NWPU and TRCAN.",
+    ]
+    titles = {1: "Table 1 (components)", 2: "Table 2 (RM fixed vs learnable)",
+              3: "Table 3 (linear vs hyper-complex head)"}  # fmt: skip
+    for which, title in titles.items():
+        comparison = table_comparison(table, which, steps, checkpoint)
+        parts += ["", f"## {title}", "", _markdown(comparison.drop(columns="mean")), ""]
+        parts += [f"- {s}" for s in summary_sentences(comparison)]
+    fig5 = fig5_comparison(table, steps=steps, checkpoint=checkpoint)
+    parts += ["", "## Fig. 5 (hidden size V)", "", f"Paper: {FIG5_CLAIM}.", ""]
+    parts += [_markdown(fig5.drop(columns=["plain_mean", "cobot_mean"])), ""]
+    parts += [f"- {s}" for s in summary_sentences(fig5)]
+    return "\n".join(parts) + "\n"

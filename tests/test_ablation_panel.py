@@ -1,0 +1,239 @@
+"""The ablation runs, their report and the widget panel of notebook 05 (no browser).
+
+Oracles: the closed-form parameter counts of METHOD.md sections 1-2 (that each switch reaches the
+model), a second, widget-free run of the same configuration (the panel draws what a run gives),
+hand-made tables with known means and standard deviations, and numpy for the report's numbers.
+Runs use the tiny foundation model when it exists, else random weights, and one or two steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cobot_lib.ablation_panel import AblationPanel
+from cobot_lib.ablation_report import (
+    TABLE1,
+    configurations,
+    summary_sentences,
+    table_comparison,
+    verdict,
+)
+from cobot_lib.ablations import (
+    COLUMNS,
+    AblationSpec,
+    find_row,
+    grid_specs,
+    read_results,
+    run_grid,
+    run_or_load,
+    run_spec,
+)
+from cobot_lib.models import foundation_checkpoint_path
+
+CHECKPOINT = "foundation" if foundation_checkpoint_path().is_file() else "random"
+L, D = 12, 128  # the tiny model's blocks and width (cobot_lib.models.SAM_SPECS["tiny"])
+
+
+def quick(**kwargs) -> AblationSpec:
+    return AblationSpec(steps=kwargs.pop("steps", 1), checkpoint=CHECKPOINT, **kwargs)
+
+
+def closed_form(spec: AblationSpec) -> int:
+    """Trainable image-encoder parameters (METHOD.md sections 1-2, the Table 4 column)."""
+    v = spec.rank
+    if spec.method == "lora":
+        base, m = L * 2 * (D * v + v * D), 2 * L
+    else:
+        base, m = L * (2 * D + (D * v + v) + (v * D + D)), L
+    if not spec.cobot:
+        return base
+    extra = m * v  # c
+    extra += m * v if spec.coefficient_sets == "dual" else 0  # lambda_MC
+    extra += m * m if spec.relation == "learnable" else 0  # S (a buffer when fixed or off)
+    extra += {"hypercomplex": m * v * v // 4, "linear": m * v * v, "none": 0}[spec.head]
+    return base + extra
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        quick(cobot=False, rank=8),
+        quick(rank=8),
+        quick(head="linear", relation="fixed"),
+        quick(coefficient_sets="single", relation="off", head="none", rank=4),
+        quick(method="lora", dataset="demo:mri"),
+    ],
+    ids=lambda s: s.label(),
+)
+def test_each_switch_reaches_the_model(spec):
+    row = run_spec(spec)
+    assert row["params"] == closed_form(spec)
+    assert {k: row[k] for k in ("method", "rank", "dataset", "seed")} == {
+        "method": spec.method, "rank": spec.rank, "dataset": spec.dataset, "seed": spec.seed
+    }  # fmt: skip
+    assert 0.0 <= row["miou"] <= row["mdsc"] <= 1.0  # IoU <= DSC for every instance
+    assert [r["global_step"] for r in row["history"] if r["event"] == "step"] == [1]
+
+
+def test_same_seed_same_row_and_the_table_is_reused():
+    spec = quick(seed=3, steps=2, dataset="demo:mri", relation="fixed")
+    first, second = run_or_load(spec), run_or_load(spec)
+    assert first["source"] == second["source"] == "run"
+    assert (first["miou"], first["mdsc"]) == (second["miou"], second["mdsc"])
+    table = pd.DataFrame([{**{k: first[k] for k in COLUMNS}, "seconds": 123.0}])
+    loaded = run_or_load(spec, table)
+    assert loaded["source"] == "table" and loaded["seconds"] == 123.0
+    assert loaded["mdsc"] == first["mdsc"]
+    # another schedule, seed or switch is another row
+    for other in (quick(seed=3, steps=3, dataset="demo:mri", relation="fixed"),
+                  quick(seed=4, steps=2, dataset="demo:mri", relation="fixed"),
+                  quick(seed=3, steps=2, dataset="demo:mri")):  # fmt: skip
+        assert find_row(table, other) is None
+
+
+def test_grid_resumes_and_ends_with_the_same_table(tmp_path):
+    out, logs = tmp_path / "grid.csv", []
+    specs = [quick(cobot=False, rank=4), quick(rank=4, relation="off", head="none")]
+    first = run_grid(out, specs, log=logs.append)
+    assert len(first) == 2 and "0 of 2 runs already" in logs[0]
+    again = run_grid(out, specs, log=logs.append)
+    assert "2 of 2 runs already" in logs[-1]
+    pd.testing.assert_frame_equal(again, read_results(out))
+    read_results(out).iloc[:1].to_csv(out, index=False)  # as if stopped after the first run
+    resumed = run_grid(out, specs, log=logs.append)
+    assert "1 of 2 runs already" in logs[-2]
+    metrics = ["miou", "mdsc", "params"]
+    pd.testing.assert_frame_equal(resumed[metrics], first[metrics].astype(resumed[metrics].dtypes))
+
+
+def test_grid_covers_tables_1_to_3_and_fig5():
+    configs = configurations()
+    assert len(configs) == 14  # 6 (Table 1) + fixed RM + linear head + 2 x 3 further V
+    specs = grid_specs(seeds=(0, 1, 2))
+    assert len(specs) == 14 * 2 * 3 and len({s.key() for s in specs}) == len(specs)
+    assert list(TABLE1.values())[0].cobot is False and list(TABLE1.values())[-1] == AblationSpec()
+
+
+def test_bad_input_is_named(tmp_path):
+    with pytest.raises(ValueError, match="divisible by 4"):
+        AblationSpec(rank=6)
+    with pytest.raises(ValueError, match="demo:coco"):
+        AblationSpec(dataset="demo:coco")
+    with pytest.raises(ValueError, match="relation"):
+        AblationSpec(relation="sometimes")
+    with pytest.raises(ValueError, match="steps"):
+        AblationSpec(steps=0)
+    with pytest.raises(FileNotFoundError, match="nothing.csv"):
+        read_results(tmp_path / "nothing.csv")
+    (tmp_path / "bad.csv").write_text("method,seed\nlora,0\n")
+    with pytest.raises(ValueError, match="miou"):
+        read_results(tmp_path / "bad.csv")
+
+
+def test_panel_click_runs_the_chosen_configuration_and_redraws():
+    panel = AblationPanel(steps=2, checkpoint=CHECKPOINT)
+    assert panel.figure.data[0].x in ((), None) and "no configuration" in panel.table.value
+    panel.cos.value = False
+    panel.relation.value = "fixed"
+    panel.head.value = "linear"
+    panel.rank.value = 8
+    panel.dataset.value = "demo:mri"
+    panel.button.click()
+    assert panel.last_error is None, panel.last_error
+    chosen = AblationSpec(coefficient_sets="single", relation="fixed", head="linear", rank=8,
+                          dataset="demo:mri", steps=2, checkpoint=CHECKPOINT)  # fmt: skip
+    direct = run_spec(chosen)  # the same run without widgets
+    bars, dots = panel.figure.data
+    assert bars.x == (f"{chosen.label()}<br>demo:mri",)
+    assert bars.y == (100 * direct["mdsc"],) and dots.y == (100 * direct["mdsc"],)
+    summary = panel.summary()
+    assert summary.loc[0, ["V", "CoS", "RM", "head", "from"]].tolist() == [
+        8, "off", "fixed", "linear", "run"
+    ]  # fmt: skip
+    assert "<td>8</td>" in panel.table.value and chosen.label() in panel.table.value
+    assert find_row(panel.results, chosen)["mdsc"] == direct["mdsc"]
+
+
+def _stored(values: list[float], **kwargs) -> pd.DataFrame:
+    rows = []
+    for seed, value in enumerate(values):
+        spec = AblationSpec(seed=seed, steps=7, checkpoint="random", **kwargs)
+        row = {k: getattr(spec, k) for k in COLUMNS if hasattr(spec, k)}
+        rows.append({**row, "miou": value, "mdsc": value, "seconds": 1.0, "params": 1})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_panel_loads_stored_seeds_without_training():
+    table = _stored([0.5, 0.7, 0.6], rank=32, relation="off")
+
+    def no_training(spec, table, **kwargs):
+        row = find_row(table, spec)
+        assert row is not None, f"{spec} would be trained"
+        return {**row, "source": "table"}
+
+    panel = AblationPanel(table, steps=7, checkpoint="random", seeds=3, runner=no_training)
+    assert panel.figure.data[0].y in ((), None)  # the widgets' default is not in the table
+    panel.rank.value, panel.relation.value = 32, "off"
+    panel.button.click()
+    assert panel.last_error is None, panel.last_error
+    bars = panel.figure.data[0]
+    assert bars.y == pytest.approx((60.0,)) and bars.error_y.array == pytest.approx((10.0,))
+    assert panel.summary().loc[0, "mean ± std (%)"] == "60.00 ± 10.00"
+    assert panel.summary().loc[0, "from"] == "table"
+    assert AblationPanel(table, steps=7, checkpoint="random", seeds=2).shown == {}
+
+
+def test_panel_switches():
+    panel = AblationPanel(steps=1, checkpoint="random", show_initial=False)
+    panel.method.value = "lora"
+    assert panel.rank.value == 4  # LoRA's default V
+    panel.cobot.value = False
+    assert panel.cos.disabled and panel.relation.disabled and panel.head.disabled
+    assert panel.spec().cobot is False and panel.spec().label() == "LoRA V=4"
+    panel.rank.value = 8
+    panel.cobot.value = True
+    panel.head.value = "hypercomplex"
+    panel.seeds.value = 2
+    assert [s.seed for s in (panel.spec(0), panel.spec(1))] == [0, 1]
+    with pytest.raises(ValueError, match="dataset"):
+        AblationPanel(dataset="demo:coco")
+
+
+def test_verdicts():
+    assert verdict(1.2, 3.0, 1.0) == "agrees"
+    assert verdict(1.2, 1.0, 1.0) == "same sign, within noise"
+    assert verdict(1.2, -1.0, 1.0) == "opposite sign, within noise"
+    assert verdict(1.2, -3.0, 1.0) == "disagrees"
+    assert verdict(0.0, 0.5, 1.0) == "agrees (no clear change)"
+    assert verdict(0.0, 5.0, 1.0) == "disagrees (changes)"
+    assert verdict(0.4, math.nan, math.nan) == "not run"
+
+
+def test_table_comparison_numbers():
+    base, full = [0.50, 0.52, 0.54], [0.60, 0.66, 0.63]
+    table = pd.concat([
+        _stored(base, cobot=False, dataset="demo:mri"),
+        _stored(full, dataset="demo:mri"),
+        _stored(full, cobot=False, dataset="demo:nuclei"),  # reversed on nuclei
+        _stored(base, dataset="demo:nuclei"),
+    ], ignore_index=True)  # fmt: skip
+    comparison = table_comparison(table, 1, steps=7, checkpoint="random")
+    mri = comparison[comparison.dataset == "demo:mri"].set_index("row")
+    a, b = 100 * np.array(full), 100 * np.array(base)
+    d = a.mean() - b.mean()
+    se = math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 3)
+    assert mri.loc["+CoS+RM+HL", "d"] == pytest.approx(d)
+    assert mri.loc["+CoS+RM+HL", "se"] == pytest.approx(se)
+    assert mri.loc["+CoS+RM+HL", "verdict"] == "agrees" and d > 2 * se
+    assert mri.loc["+CoS+RM+HL", "paper d"] == "+1.2"
+    assert mri.loc["+CoS", "verdict"] == "not run"
+    nuclei = comparison[comparison.dataset == "demo:nuclei"].set_index("row")
+    assert nuclei.loc["+CoS+RM+HL", "verdict"] == "disagrees"
+    assert nuclei.loc["+CoS+RM+HL", "paper"] == "NWPU / TRCAN"
+    text = summary_sentences(comparison)
+    assert any("demo:mri" in t and "best miniature row is +CoS+RM+HL" in t for t in text)
+    assert any("demo:nuclei" in t and "clearly disagrees in 1" in t for t in text)
