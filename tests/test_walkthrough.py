@@ -1,0 +1,168 @@
+"""The walkthrough (python -m cobot_lib.walkthrough) on two tiny notebooks, one of which fails.
+
+Oracles: the executed notebooks' own outputs (computed by a real kernel), nbformat's reader, the
+csv module, and hand-computed estimates.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from cobot_lib.walkthrough import estimate_remaining, expected_seconds, main
+
+KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+
+
+def _write(path: Path, cells: list) -> None:
+    nb = new_notebook(cells=cells, metadata=KERNEL)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def notebooks(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("notebooks")
+    params = new_code_cell("x = 6")
+    params.metadata["tags"] = ["parameters"]
+    _write(
+        folder / "01_ok.ipynb",
+        [
+            new_markdown_cell("# ok"),
+            params,
+            new_code_cell("import os\nprint('answer', x * 7)\nprint('cwd', os.getcwd())"),
+            new_code_cell(
+                "import plotly.graph_objects as go\nimport plotly.io as pio\n"
+                "pio.renderers.default = 'plotly_mimetype'\n"
+                "go.Figure(go.Bar(y=[3, 1, 2])).show()"
+            ),
+        ],
+    )
+    _write(
+        folder / "02_fails.ipynb",
+        [
+            new_code_cell("y = 1"),
+            new_code_cell("raise ValueError('deliberate failure 1234')"),
+            new_code_cell("print('never printed')"),
+        ],
+    )
+    _write(folder / "scratch.ipynb", [new_code_cell("raise RuntimeError('not numbered')")])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def walk(notebooks, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "walk"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cobot_lib.walkthrough", "--notebooks", str(notebooks)]
+        + ["--out", str(out), "--heartbeat", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc, out
+
+
+def test_failure_gives_exit_status_1_after_running_the_rest(walk):
+    proc, _ = walk
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+
+
+def test_progress_messages(walk):
+    text = walk[0].stdout
+    assert "2 notebooks ->" in text
+    assert "[1/2] 01_ok.ipynb: starting (elapsed" in text
+    assert "[1/2] 01_ok.ipynb: ok in" in text
+    assert "estimated remaining ~" in text
+    assert "[2/2] 02_fails.ipynb: starting" in text
+    # the failure names the notebook, the cell (2nd of the file) and the error
+    assert "[2/2] 02_fails.ipynb: FAILED after" in text
+    assert "cell 2 (In [2]): ValueError: deliberate failure 1234" in text
+    assert "jupyter lab notebooks/" in text
+    assert "scratch" not in text
+
+
+def test_summary_tables(walk):
+    _, out = walk
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert [r["notebook"] for r in rows] == ["01_ok", "02_fails"]
+    assert [r["status"] for r in rows] == ["ok", "failed"]
+    assert all(float(r["seconds"]) > 0 for r in rows)
+    assert rows[0]["error"] == ""
+    assert "ValueError: deliberate failure 1234" in rows[1]["error"]
+    for r in rows:
+        assert Path(r["executed"]).is_file() and Path(r["html"]).is_file()
+    md = (out / "summary.md").read_text()
+    assert "1 of 2 notebooks ran without error" in md
+    assert md.count("\n| 0") == 2 and "| 02_fails | failed |" in md
+
+
+def test_executed_notebooks_hold_kernel_outputs(walk, notebooks):
+    _, out = walk
+    ok = nbformat.read(out / "01_ok.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in ok.cells for o in c.get("outputs", []))
+    assert "answer 42" in text
+    assert f"cwd {notebooks.resolve()}" in text  # run in the notebook's folder, like nbval
+    failed = nbformat.read(out / "02_fails.ipynb", as_version=4)
+    by_source = {c.source: c.get("outputs", []) for c in failed.cells if c.cell_type == "code"}
+    assert by_source["print('never printed')"] == []  # nothing after the failing cell ran
+    assert by_source["raise ValueError('deliberate failure 1234')"][0].ename == "ValueError"
+    assert expected_seconds(out / "01_ok.ipynb") == ok.metadata.papermill.duration
+
+
+def test_html_export_with_figures(walk):
+    _, out = walk
+    html = (out / "01_ok.html").read_text()
+    assert "answer 42" in html
+    assert "Plotly.newPlot" in html and '<script src="plotly.min.js">' in html
+    assert (out / "plotly.min.js").stat().st_size > 1_000_000
+    assert "deliberate failure 1234" in (out / "02_fails.html").read_text()
+
+
+def test_only_and_skip_html(notebooks, tmp_path, capsys):
+    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--only", "1"]
+                + ["--skip-html", "--heartbeat", "0"]) == 0  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["notebook"], r["status"], r["html"]) for r in rows] == [("01_ok", "ok", "")]
+    assert not list(tmp_path.glob("*.html"))
+    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--only", "07"]) == 2
+    err = capsys.readouterr().err
+    assert "'07' matches no notebook" in err and "01_ok, 02_fails" in err
+
+
+def test_bad_folder(tmp_path, capsys):
+    assert main(["--notebooks", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert "nope does not exist" in capsys.readouterr().err
+    assert main(["--notebooks", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert "no numbered notebooks" in capsys.readouterr().err
+
+
+def test_estimate_remaining_scales_stored_durations():
+    assert estimate_remaining([], [10.0, None]) == 10.0 + 60.0  # nothing measured yet
+    # 01 stored 10 s and took 20 s: this machine is 2x slower; unknowns count as the mean (20 s)
+    assert estimate_remaining([(10.0, 20.0)], [5.0, None, 30.0]) == 10.0 + 20.0 + 60.0
+    # a finished notebook without a stored duration does not change the scale
+    assert estimate_remaining([(10.0, 5.0), (None, 13.0)], [4.0]) == 2.0
+    assert estimate_remaining([(10.0, 5.0)], []) == 0.0
+
+
+def test_expected_seconds_from_nbclient_timestamps(tmp_path):
+    cell = new_code_cell("1")
+    cell.metadata["execution"] = {
+        "iopub.execute_input": "2024-01-01T10:00:00.000000Z",
+        "shell.execute_reply": "2024-01-01T10:00:02.500000Z",
+    }
+    later = new_code_cell("2")
+    later.metadata["execution"] = {
+        "iopub.execute_input": "2024-01-01T10:00:03.000000Z",
+        "shell.execute_reply": "2024-01-01T10:00:12.500000Z",
+    }
+    _write(tmp_path / "01_t.ipynb", [cell, later])
+    assert expected_seconds(tmp_path / "01_t.ipynb") == 12.5
+    _write(tmp_path / "02_none.ipynb", [new_code_cell("1")])
+    assert expected_seconds(tmp_path / "02_none.ipynb") is None
