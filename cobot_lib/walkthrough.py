@@ -22,7 +22,8 @@ output paths, error) and says how to work interactively (``jupyter lab notebooks
 A failing notebook does not stop the walkthrough: the failure (notebook, cell, error) is
 reported at once and in the summary, its executed copy and HTML still show the traceback, the
 remaining notebooks run, and the exit status is 1. (Later notebooks do not depend on earlier
-ones' outputs, so the rest of the walkthrough stays meaningful.) Bad arguments exit with 2.
+ones' outputs, so the rest of the walkthrough stays meaningful.) Bad arguments exit with 2;
+Ctrl-C writes the summary of what ran and exits with 130.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "expected_seconds",
     "main",
     "run",
+    "run_one",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +78,7 @@ class NotebookResult:
     """One row of the summary."""
 
     notebook: str
-    status: str = "not run"  # ok | failed
+    status: str = "not run"  # ok | failed | interrupted
     seconds: float = 0.0
     executed: str = ""
     html: str = ""
@@ -320,6 +322,26 @@ def write_summary(results: Sequence[NotebookResult], out: Path, total: float) ->
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def run_one(path: Path, out: Path, html: bool = True, heartbeat: float = 30.0) -> NotebookResult:
+    """Execute one notebook into ``out`` and export its HTML; never raises for a failed notebook."""
+    result = NotebookResult(path.stem)
+    executed = out / path.name
+    t0 = time.perf_counter()
+    result.error = execute(path, executed, heartbeat)
+    result.seconds = time.perf_counter() - t0
+    result.status = "failed" if result.error else "ok"
+    if executed.is_file():
+        result.executed = _shown(executed)
+        if html:
+            try:
+                export_html(executed, out / f"{path.stem}.html")
+                result.html = _shown(out / f"{path.stem}.html")
+            except Exception as err:  # the notebook ran; a failed export is reported, not fatal
+                result.error += f"{'; ' if result.error else ''}HTML export: {err}"
+                result.status = "failed"
+    return result
+
+
 def run(
     notebooks: Sequence[Path], out: Path, html: bool = True, heartbeat: float = 30.0
 ) -> list[NotebookResult]:
@@ -328,52 +350,38 @@ def run(
     expected = [expected_seconds(p) for p in notebooks]
     start = time.perf_counter()
     done: list[tuple[float | None, float]] = []
-    results = []
+    results: list[NotebookResult] = []
+    n = len(notebooks)
     say(
-        f"{len(notebooks)} notebooks -> {_shown(out)}; estimated "
+        f"{n} notebooks -> {_shown(out)}; estimated "
         f"{fmt_seconds(estimate_remaining([], expected))} (from their stored run times)"
     )
-    for i, path in enumerate(notebooks):
-        elapsed = time.perf_counter() - start
-        say(
-            f"[{i + 1}/{len(notebooks)}] {path.name}: starting (elapsed {fmt_seconds(elapsed)}, "
-            f"estimated remaining ~{fmt_seconds(estimate_remaining(done, expected[i:]))})"
-        )
-        result = NotebookResult(path.stem)
-        executed = out / path.name
-        t0 = time.perf_counter()
-        result.error = execute(path, executed, heartbeat)
-        result.seconds = time.perf_counter() - t0
-        result.status = "failed" if result.error else "ok"
-        if executed.is_file():
-            result.executed = _shown(executed)
-        if html and executed.is_file():
-            try:
-                export_html(executed, out / f"{path.stem}.html")
-                result.html = _shown(out / f"{path.stem}.html")
-            except Exception as err:  # the notebook ran; a failed export is reported, not fatal
-                result.error += f"{'; ' if result.error else ''}HTML export: {err}"
-                result.status = "failed"
-        done.append((expected[i], result.seconds))
-        results.append(result)
-        counter = f"[{i + 1}/{len(notebooks)}]"
-        tail = (
-            f"estimated remaining ~{fmt_seconds(estimate_remaining(done, expected[i + 1 :]))}"
-            if i + 1 < len(notebooks)
-            else "last one"
-        )
-        if result.status == "ok":
-            say(f"{counter} {path.name}: ok in {fmt_seconds(result.seconds)}; {tail}")
-        else:
+    try:
+        for i, path in enumerate(notebooks):
             say(
-                f"{counter} {path.name}: FAILED after "
-                f"{fmt_seconds(result.seconds)} at {result.error}; {tail}"
+                f"[{i + 1}/{n}] {path.name}: starting "
+                f"(elapsed {fmt_seconds(time.perf_counter() - start)}, "
+                f"estimated remaining ~{fmt_seconds(estimate_remaining(done, expected[i:]))})"
+            )
+            result = run_one(path, out, html, heartbeat)
+            done.append((expected[i], result.seconds))
+            results.append(result)
+            left = estimate_remaining(done, expected[i + 1 :])
+            tail = f"estimated remaining ~{fmt_seconds(left)}" if i + 1 < n else "last one"
+            if result.status == "ok":
+                say(f"[{i + 1}/{n}] {path.name}: ok in {fmt_seconds(result.seconds)}; {tail}")
+                continue
+            say(
+                f"[{i + 1}/{n}] {path.name}: FAILED after {fmt_seconds(result.seconds)} "
+                f"at {result.error}; {tail}"
             )
             if result.executed:
-                more = "; continuing with the rest" if i + 1 < len(notebooks) else ""
+                more = "; continuing with the rest" if i + 1 < n else ""
                 say(f"    the traceback is in {result.executed}{more}")
-    total = time.perf_counter() - start
-    write_summary(results, out, total)
+    except KeyboardInterrupt:
+        say("interrupted; the summary lists what ran")
+        results += [NotebookResult(p.stem, status="interrupted") for p in notebooks[len(results) :]]
+    write_summary(results, out, time.perf_counter() - start)
     return results
 
 
@@ -420,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             + "; ".join(f"{r.notebook} at {r.error}" for r in failed)
         )
     say(f"to work interactively: {_jupyter_hint()}")
+    if any(r.status == "interrupted" for r in results):
+        return 130
     return 1 if failed else 0
 
 

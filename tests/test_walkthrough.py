@@ -166,3 +166,23 @@ def test_expected_seconds_from_nbclient_timestamps(tmp_path):
     assert expected_seconds(tmp_path / "01_t.ipynb") == 12.5
     _write(tmp_path / "02_none.ipynb", [new_code_cell("1")])
     assert expected_seconds(tmp_path / "02_none.ipynb") is None
+
+
+def test_ctrl_c_writes_the_summary_and_exits_130(notebooks, tmp_path, monkeypatch):
+    import cobot_lib.walkthrough as wt
+
+    calls = []
+
+    def fake_run_one(path, out, html=True, heartbeat=30.0):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return wt.NotebookResult(path.stem, "ok", 1.5, "x.ipynb", "x.html")
+
+    monkeypatch.setattr(wt, "run_one", fake_run_one)
+    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path)]) == 130
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["notebook"], r["status"]) for r in rows] == [
+        ("01_ok", "ok"),
+        ("02_fails", "interrupted"),
+    ]
