@@ -103,12 +103,14 @@ def discover(folder: Path, only: Sequence[str] = ()) -> list[Path]:
     if not only:
         return found
 
-    def key(p: Path) -> tuple[str, str]:
-        return p.stem.split("_", 1)[0].lstrip("0") or "0", p.stem
+    def number(text: str) -> str:
+        return text.split("_", 1)[0].lstrip("0") or "0"
 
-    chosen = []
+    chosen: list[Path] = []
     for sel in only:
-        hits = [p for p in found if sel.lstrip("0") == key(p)[0] or sel == p.stem]
+        hits = [
+            p for p in found if sel == p.stem or (sel.isdigit() and number(sel) == number(p.stem))
+        ]
         if not hits:
             names = ", ".join(p.stem for p in found)
             raise WalkthroughError(
