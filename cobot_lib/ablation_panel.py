@@ -59,20 +59,23 @@ class AblationPanel:
 
         def toggles(description: str, options: tuple[str, ...], value: str):
             return widgets.ToggleButtons(description=description, options=options, value=value,
-                                         style={**_LABEL, "button_width": "92px"})  # fmt: skip
+                                         style={**_LABEL, "button_width": "125px"})  # fmt: skip
 
         self.method = widgets.Dropdown(description="base method", options=["adaptformer", "lora"],
-                                       value="adaptformer", style=_LABEL)  # fmt: skip
-        self.cobot = widgets.Checkbox(description="COBOT", value=True, indent=False)
-        self.cos = widgets.Checkbox(description="CoS", value=True, indent=False)
+                                       value="adaptformer", style=_LABEL,
+                                       layout={"width": "230px"})  # fmt: skip
+        narrow = {"width": "130px"}
+        self.cobot = widgets.Checkbox(description="COBOT", value=True, indent=False, layout=narrow)
+        self.cos = widgets.Checkbox(description="CoS", value=True, indent=False, layout=narrow)
         self.relation = toggles("RM", ("learnable", "fixed", "off"), "learnable")
         self.head = toggles("head", ("hypercomplex", "linear", "none"), "hypercomplex")
         self.rank = widgets.Dropdown(description="V", options=[(str(v), v) for v in RANKS],
-                                     value=16, style=_LABEL)  # fmt: skip
+                                     value=16, style=_LABEL, layout={"width": "90px"})  # fmt: skip
         self.seeds = widgets.BoundedIntText(description="seeds", value=seeds, min=1, max=10,
                                             style=_LABEL, layout={"width": "120px"})  # fmt: skip
         self.dataset = widgets.Dropdown(description="dataset", options=list(DATASETS),
-                                        value=dataset, style=_LABEL)  # fmt: skip
+                                        value=dataset, style=_LABEL,
+                                        layout={"width": "220px"})  # fmt: skip
         self.button = widgets.Button(description="Run", button_style="primary",
                                      tooltip="run or load the chosen configuration")  # fmt: skip
         self.status = widgets.HTML()
@@ -203,13 +206,13 @@ class AblationPanel:
             std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
             cos = "on" if spec.coefficient_sets == "dual" else "off"
             out.append({
-                "configuration": spec.label(), "method": spec.method,
+                "configuration": spec.label(),
                 "COBOT": "on" if spec.cobot else "off", "CoS": cos if spec.cobot else "-",
                 "RM": spec.relation, "head": spec.head, "V": spec.rank, "dataset": spec.dataset,
                 "metric": _METRIC[spec.metric],
-                "mean ± std (%)": f"{values.mean():.2f} ± {std:.2f}",
-                "seeds": len(values), "steps": spec.steps, "encoder params": entry["params"],
-                "from": "+".join(entry["sources"]), "train s": round(entry["seconds"], 1),
+                "score (%)": f"{values.mean():.2f} ± {std:.2f}",
+                "seeds": len(values), "encoder params": entry["params"],
+                "from": "+".join(entry["sources"]), "seconds": round(entry["seconds"], 1),
             })  # fmt: skip
         return pd.DataFrame(out)
 
@@ -218,7 +221,11 @@ class AblationPanel:
         if frame.empty:
             self.table.value = "<i>no configuration shown yet</i>"
             return
-        self.table.value = frame.to_html(index=False, border=0, classes="ablation-table")
+        style = ("<style>.ablation-table {border-collapse: collapse; font-size: 12px}"
+                 ".ablation-table td, .ablation-table th {padding: 2px 8px; text-align: left;"
+                 " white-space: nowrap}"
+                 "</style>")  # fmt: skip
+        self.table.value = style + frame.to_html(index=False, border=0, classes="ablation-table")
 
     def _render_figure(self) -> None:
         entries = list(self.shown.values())
@@ -236,6 +243,11 @@ class AblationPanel:
             bars.x, bars.y, bars.marker.color = names, means, colours
             bars.error_y.array = stds
             dots.x, dots.y = dots_x, dots_y
+            # bars start at 0; zoom to the values so that differences of a point are visible
+            low = min(min(dots_y), *(m - s for m, s in zip(means, stds, strict=True)))
+            high = max(max(dots_y), *(m + s for m, s in zip(means, stds, strict=True)))
+            pad = max(1.0, 0.15 * (high - low))
+            self.figure.layout.yaxis.range = [max(0.0, low - pad), min(100.0, high + pad)]
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

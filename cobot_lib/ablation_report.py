@@ -7,19 +7,25 @@ and TRCAN (mIoU). What is compared is the *difference* a switch makes (a row min
 row, in percentage points), because a tiny SAM on 36 images cannot reach the paper's levels:
 
 - the paper's difference is positive, zero (|d| < 0.05) or negative;
-- the miniature's difference d has a standard error se = sqrt(s1^2/n1 + s2^2/n2) over seeds;
+- the miniature's difference is paired by seed: runs with the same seed see the same images in
+  the same order with the same box jitter, so most of the seed-to-seed spread (which is shared)
+  cancels. d = mean over seeds of (row - reference), se = std(row - reference) / sqrt(n);
 - verdict: "agrees" (same sign, |d| > 2 se), "same sign, within noise", "opposite sign, within
   noise", "disagrees" (opposite sign, |d| > 2 se), "no difference" (d = 0); for a paper
-  difference of zero, "agrees" when |d| <= 2 se, else "disagrees".
+  difference of zero, "agrees (no clear change)" when |d| <= 2 se, else "disagrees (changes)";
+  with a single common seed there is no se and the verdict says "(one seed)".
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .ablations import GRID_STEPS, AblationSpec, select
 
@@ -38,6 +44,8 @@ __all__ = [
     "fig5_comparison",
     "summary_sentences",
     "markdown_report",
+    "difference_figure",
+    "fig5_figure",
 ]
 
 PAIRS = {"demo:mri": ("ADOME",), "demo:nuclei": ("NWPU", "TRCAN")}
@@ -90,6 +98,9 @@ def verdict(paper_diff: float, diff: float, se: float) -> str:
     """Whether a miniature difference ``diff`` (± ``se``) agrees with the paper's (module doc)."""
     if math.isnan(diff):
         return "not run"
+    if math.isnan(se):
+        same = np.sign(diff) == np.sign(paper_diff)
+        return ("same sign" if same else "opposite sign") + " (one seed)"
     noise = abs(diff) <= 2 * se
     if abs(paper_diff) < 0.05:
         return "agrees (no clear change)" if noise else "disagrees (changes)"
@@ -102,25 +113,29 @@ def verdict(paper_diff: float, diff: float, se: float) -> str:
 
 
 def seed_scores(table: pd.DataFrame, spec: AblationSpec, dataset: str, steps: int,
-                checkpoint: str) -> np.ndarray:  # fmt: skip
-    """The metric of ``dataset`` (in %) over the seeds of ``spec``'s configuration."""
+                checkpoint: str) -> pd.Series:  # fmt: skip
+    """The metric of ``dataset`` (in %) of ``spec``'s configuration, indexed by seed."""
     spec = replace(spec, dataset=dataset, steps=steps, checkpoint=checkpoint)
-    rows = select(table, spec)
-    return 100.0 * rows[spec.metric].to_numpy(dtype=float)
+    rows = select(table, spec).drop_duplicates("seed")
+    seeds = rows["seed"].astype(int).to_numpy()
+    values = 100.0 * rows[spec.metric].to_numpy(dtype=float)
+    return pd.Series(values, index=seeds, dtype=float).sort_index()
 
 
-def _stats(values: np.ndarray) -> tuple[float, float, int]:
+def _stats(values: pd.Series) -> tuple[float, float, int]:
     n = len(values)
     if n == 0:
         return math.nan, math.nan, 0
     return float(values.mean()), float(values.std(ddof=1)) if n > 1 else 0.0, n
 
 
-def _diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    (ma, sa, na), (mb, sb, nb) = _stats(a), _stats(b)
-    if not na or not nb:
+def _diff(a: pd.Series, b: pd.Series) -> tuple[float, float]:
+    """Mean and standard error of the per-seed differences a - b (seeds both have)."""
+    paired = (a - b).dropna()
+    if paired.empty:
         return math.nan, math.nan
-    return ma - mb, math.sqrt(sa**2 / na + sb**2 / nb)
+    se = float(paired.std(ddof=1)) / math.sqrt(len(paired)) if len(paired) > 1 else math.nan
+    return float(paired.mean()), se
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -133,8 +148,8 @@ def table_comparison(table: pd.DataFrame, which: int, steps: int = GRID_STEPS,
 
     Columns: dataset, row, n (seeds), miniature (mean ± std, %), mean, vs (the reference row:
     the baseline in Table 1, the row above in Tables 2 and 3), d (difference to it, points),
-    se, paper (the paired paper sets, e.g. "NWPU / TRCAN"), paper value(s), paper d, verdict
-    (one per paired set, joined by " / " when they differ).
+    se, paper (the paired paper sets, e.g. "NWPU / TRCAN"), paper value, paper d and verdict
+    (one per paired set, joined by " / ").
     """
     rows_of = {1: TABLE1, 2: TABLE2, 3: TABLE3}[which]
     names = list(rows_of)
@@ -155,7 +170,7 @@ def table_comparison(table: pd.DataFrame, which: int, steps: int = GRID_STEPS,
                     value, ref_value = pairs[i][0], pairs[names.index(ref)][0]
                     values.append(_fmt(*pairs[i]))
                 diffs.append(round(value - ref_value, 1))
-            verdicts = list(dict.fromkeys(verdict(p, d, se) for p in diffs)) if i else [""]
+            verdicts = [verdict(p, d, se) for p in diffs] if i else [""]
             out.append({
                 "dataset": dataset, "row": name, "n": n, "miniature": _fmt(mean, std),
                 "mean": mean, "vs": ref if i else "", "d": d, "se": se,
@@ -190,13 +205,13 @@ def summary_sentences(comparison: pd.DataFrame) -> list[str]:
     lines = []
     for dataset, part in comparison.groupby("dataset", sort=False):
         verdicts = [v for text in part["verdict"] if text for v in text.split(" / ")]
-        agree = sum(v.startswith("agrees") for v in verdicts)
-        sign = sum(v.startswith(("agrees", "same sign")) for v in verdicts)
-        against = sum(v.startswith("disagrees") for v in verdicts)
-        lines.append(
-            f"{dataset}: of {len(verdicts)} paper differences, the miniature has the same sign "
-            f"in {sign}, agrees beyond seed noise in {agree}, and clearly disagrees in {against}."
-        )
+        counts = Counter(v.split(" (")[0] for v in verdicts)
+        verdicts = [v for v in verdicts if v != "not run"]
+        order = ["agrees", "same sign, within noise", "no difference",
+                 "opposite sign, within noise", "disagrees"]  # fmt: skip
+        order += sorted(set(counts) - {*order, "not run"}) + ["not run"]
+        tally = "; ".join(f"{k}: {counts[k]}" for k in order if counts[k])
+        lines.append(f"{dataset}: {len(verdicts)} paper differences; verdicts — {tally}.")
         if "row" in part and part["mean"].notna().any():
             best = part.loc[part["mean"].idxmax(), "row"]
             lines.append(f"{dataset}: the best miniature row is {best} "
@@ -213,14 +228,14 @@ def summary_sentences(comparison: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _cell(value) -> str:
+def _cell(value, signed: bool = True) -> str:
     if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:+.2f}"
+        return "" if math.isnan(value) else f"{value:+.2f}" if signed else f"{value:.2f}"
     return str(value)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    cells = frame.map(_cell)
+    cells = frame.apply(lambda col: col.map(lambda v: _cell(v, signed=col.name == "d")))
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
              "|" + "---|" * len(frame.columns)]  # fmt: skip
     lines += ["| " + " | ".join(r) + " |" for r in cells.astype(str).to_numpy().tolist()]
@@ -235,8 +250,9 @@ def markdown_report(table: pd.DataFrame, source: str = "the results table",
         "",
         f"Generated by `python -m cobot_lib.ablations` from {source}: {steps} steps per run, "
         f"checkpoint {checkpoint}, seeds {sorted(set(table['seed']))}. Values in %, "
-        "mean ± std over seeds; d = difference to the reference row (points), se its standard "
-        "error. demo:mri (DSC) stands beside ADOME, demo:nuclei (mIoU) beside NWPU and TRCAN.",
+        "mean ± std over seeds; d = mean per-seed difference to the reference row (points; runs "
+        "with the same seed see the same images, order and box jitter), se its standard error. "
+        "demo:mri (DSC) stands beside ADOME, demo:nuclei (mIoU) beside NWPU and TRCAN.",
     ]
     titles = {1: "Table 1 (components)", 2: "Table 2 (RM fixed vs learnable)",
               3: "Table 3 (linear vs hyper-complex head)"}  # fmt: skip
@@ -249,3 +265,42 @@ def markdown_report(table: pd.DataFrame, source: str = "the results table",
     parts += [_markdown(fig5.drop(columns=["plain_mean", "cobot_mean"])), ""]
     parts += [f"- {s}" for s in summary_sentences(fig5)]
     return "\n".join(parts) + "\n"
+
+
+def difference_figure(comparison: pd.DataFrame, title: str) -> go.Figure:
+    """Per demo set: the miniature's difference to the reference row (± 2 se) beside the
+    paper's (the first paired paper set), one bar pair per table row."""
+    datasets = list(dict.fromkeys(comparison["dataset"]))
+    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
+    for col, dataset in enumerate(datasets, 1):
+        part = comparison[(comparison["dataset"] == dataset) & (comparison["vs"] != "")]
+        labels = [f"{r} − {v}" if len(set(part["vs"])) > 1 else r
+                  for r, v in zip(part["row"], part["vs"], strict=True)]  # fmt: skip
+        paper = [float(str(t).split(" / ")[0]) for t in part["paper d"]]
+        first = col == 1
+        fig.add_bar(x=labels, y=part["d"], name="miniature d (± 2 se)", marker_color="#f58518",
+                    error_y={"type": "data", "array": 2 * part["se"]}, showlegend=first,
+                    row=1, col=col)  # fmt: skip
+        fig.add_bar(x=labels, y=paper, name=f"paper d ({part['paper'].iloc[0].split(' / ')[0]}"
+                    f"{', ...' if ' / ' in part['paper'].iloc[0] else ''})",
+                    marker_color="#4c78a8", showlegend=True, row=1, col=col)  # fmt: skip
+    fig.update_layout(title=title, barmode="group", height=420,
+                      yaxis_title="difference to the reference row (points)")  # fmt: skip
+    return fig
+
+
+def fig5_figure(fig5: pd.DataFrame) -> go.Figure:
+    """Fig. 5 in miniature: score against V, Adaptformer and Adaptformer+COBOT, per demo set."""
+    datasets = list(dict.fromkeys(fig5["dataset"]))
+    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
+    for col, dataset in enumerate(datasets, 1):
+        part = fig5[fig5["dataset"] == dataset]
+        for column, name, colour in (("plain_mean", "Adaptformer", "#4c78a8"),
+                                     ("cobot_mean", "Adaptformer+COBOT", "#f58518")):  # fmt: skip
+            fig.add_scatter(x=part["V"], y=part[column], name=name, mode="lines+markers",
+                            line={"color": colour}, showlegend=col == 1,
+                            row=1, col=col)  # fmt: skip
+        fig.update_xaxes(type="log", tickvals=list(part["V"]), title="V", row=1, col=col)
+    fig.update_layout(title="Fig. 5 in miniature: hidden size V", height=420,
+                      yaxis_title="mIoU (nuclei) / DSC (mri), %")  # fmt: skip
+    return fig

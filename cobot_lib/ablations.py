@@ -49,6 +49,7 @@ __all__ = [
     "grid_specs",
     "run_grid",
     "read_results",
+    "resolve_path",
     "main",
 ]
 
@@ -58,9 +59,9 @@ COLUMNS = [
     "miou", "mdsc", "seconds", "steps", "checkpoint", "params",
 ]  # fmt: skip
 DATASETS = ("demo:nuclei", "demo:mri")
-#: Optimiser steps per grid run: 4 epochs of the 36 training images of a demo set, about 20 s
-#: per run on one thread, so the 84 runs of the grid take about half an hour.
-GRID_STEPS = 144
+#: Adam steps per grid run: 2 epochs of the 36 training images of a demo set (one image per
+#: step), 10-20 s per run on one contended thread, so the 84 runs of the grid take 15-30 min.
+GRID_STEPS = 72
 SWITCHES = ("coefficient_sets", "relation", "head")
 _CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "demo"
 _KEY = ("method", "cobot", "rank", "seed", "dataset", "steps", "checkpoint")
@@ -254,9 +255,18 @@ def grid_specs(
     return list(specs.values())
 
 
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` as given when it exists or is absolute, else relative to the repository (so a
+    notebook under ``notebooks/`` finds ``docs/results/...``)."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return _CONFIG_DIR.parents[1] / path
+
+
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """The results table at ``path`` (CSV); a clear error when it is missing or malformed."""
-    path = Path(path)
+    path = resolve_path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"results table {path} not found; make it with "

@@ -182,7 +182,8 @@ def test_panel_loads_stored_seeds_without_training():
     assert panel.last_error is None, panel.last_error
     bars = panel.figure.data[0]
     assert bars.y == pytest.approx((60.0,)) and bars.error_y.array == pytest.approx((10.0,))
-    assert panel.summary().loc[0, "mean ± std (%)"] == "60.00 ± 10.00"
+    assert panel.figure.layout.yaxis.range == pytest.approx((47.0, 73.0))  # 50..70, padded 15 %
+    assert panel.summary().loc[0, "score (%)"] == "60.00 ± 10.00"
     assert panel.summary().loc[0, "from"] == "table"
     assert AblationPanel(table, steps=7, checkpoint="random", seeds=2).shown == {}
 
@@ -211,6 +212,7 @@ def test_verdicts():
     assert verdict(0.0, 0.5, 1.0) == "agrees (no clear change)"
     assert verdict(0.0, 5.0, 1.0) == "disagrees (changes)"
     assert verdict(0.4, math.nan, math.nan) == "not run"
+    assert verdict(0.4, -0.1, math.nan) == "opposite sign (one seed)"
 
 
 def test_table_comparison_numbers():
@@ -223,17 +225,16 @@ def test_table_comparison_numbers():
     ], ignore_index=True)  # fmt: skip
     comparison = table_comparison(table, 1, steps=7, checkpoint="random")
     mri = comparison[comparison.dataset == "demo:mri"].set_index("row")
-    a, b = 100 * np.array(full), 100 * np.array(base)
-    d = a.mean() - b.mean()
-    se = math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 3)
+    paired = 100 * (np.array(full) - np.array(base))  # the same seeds 0, 1, 2
+    d, se = paired.mean(), paired.std(ddof=1) / math.sqrt(3)
     assert mri.loc["+CoS+RM+HL", "d"] == pytest.approx(d)
     assert mri.loc["+CoS+RM+HL", "se"] == pytest.approx(se)
     assert mri.loc["+CoS+RM+HL", "verdict"] == "agrees" and d > 2 * se
     assert mri.loc["+CoS+RM+HL", "paper d"] == "+1.2"
     assert mri.loc["+CoS", "verdict"] == "not run"
     nuclei = comparison[comparison.dataset == "demo:nuclei"].set_index("row")
-    assert nuclei.loc["+CoS+RM+HL", "verdict"] == "disagrees"
+    assert nuclei.loc["+CoS+RM+HL", "verdict"] == "disagrees / disagrees"
     assert nuclei.loc["+CoS+RM+HL", "paper"] == "NWPU / TRCAN"
     text = summary_sentences(comparison)
     assert any("demo:mri" in t and "best miniature row is +CoS+RM+HL" in t for t in text)
-    assert any("demo:nuclei" in t and "clearly disagrees in 1" in t for t in text)
+    assert "demo:nuclei: 2 paper differences; verdicts — disagrees: 2; not run: 8." in text

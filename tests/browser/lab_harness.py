@@ -383,3 +383,41 @@ def wait_changed(read, before, what: str, timeout_s: float = 60.0, accept=bool):
             return now
         time.sleep(0.25)
     raise AssertionError(f"{what} did not change within {timeout_s:.0f} s")
+
+
+def flip(scope, description: str) -> None:
+    """Toggle the switch described `description`: a Checkbox or a ToggleButton."""
+    box = labelled(scope, description).locator("input[type=checkbox]")
+    if box.count():
+        box.click()
+        return
+    toggle = scope.locator("button.widget-toggle-button").filter(
+        has_text=re.compile(f"^\\s*{re.escape(description)}\\s*$")
+    )
+    assert toggle.count(), f"no checkbox or toggle button described {description!r}"
+    toggle.first.click()
+
+
+def choose(scope, description: str, value: str | None = None) -> str:
+    """Pick `value` (default: the first other option) in the Dropdown or ToggleButtons described
+    `description`; returns the option's text."""
+    widget = labelled(scope, description)
+    select = widget.locator("select")
+    if select.count():
+        options = select.locator("option").all_inner_texts()
+        current = select.evaluate("s => s.options[s.selectedIndex].text")
+        value = value or next(o for o in options if o != current)
+        select.select_option(label=value)
+        return value
+    buttons = widget.locator("button")
+    assert buttons.count(), f"no dropdown or toggle buttons described {description!r}"
+    texts = buttons.all_inner_texts()
+    pressed = widget.locator("button.mod-active").all_inner_texts()
+    value = value or next(t for t in texts if t not in pressed)
+    buttons.filter(has_text=re.compile(f"^\\s*{re.escape(value)}\\s*$")).first.click()
+    return value
+
+
+def table_text(scope) -> str:
+    """The text of every HTML table under `scope` (pandas' to_html, ipywidgets HTML...)."""
+    return "\n".join(scope.locator("table").all_inner_texts())
