@@ -375,8 +375,8 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         value = _yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str) and value.lower() in ("none", "null"):
-        value = None
+    # YAML's own null (``null``, ``~``) is None; "none" stays a string because it is a value
+    # of some keys (peft.cobot.head=none).
     return key.strip().split("."), value
 
 

@@ -131,3 +131,10 @@ def test_fingerprint_tracks_what_decides_the_weights():
         assert fingerprint(other) != fingerprint(base), change
     diff = fingerprint_diff(base.to_dict(), load_config(None, ["data.root=/d", "optim.lr=0.5"]))
     assert diff == ["optim.lr: 0.0001 -> 0.5"]
+
+
+def test_override_none_is_the_head_value_and_null_is_none():
+    from cobot_lib.config import apply_overrides
+
+    data = apply_overrides({}, ["peft.cobot.head=none", "model.checkpoint=null"])
+    assert data == {"peft": {"cobot": {"head": "none"}}, "model": {"checkpoint": None}}

@@ -2,7 +2,7 @@
 
 Artefacts (screenshots, the Lab log, a screenshot of the page when a test fails) go to
 $COBOT_BROWSER_ARTIFACTS, default <pytest's basetemp>/artifacts. With COBOT_UPDATE_SCREENSHOTS=1
-the final screenshots are also copied to docs/screenshots/ (the committed ones in the README).
+the final screenshots are also copied to docs/images/ (the committed ones in the README).
 COBOT_BROWSER_BREAK=widgets starts Lab with the ipywidgets front end disabled: a negative control
 under which these tests must fail.
 """
@@ -25,7 +25,7 @@ from lab_harness import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = ROOT / "docs" / "images"
 VIEWPORT = {"width": 1400, "height": 1000}
 
 
@@ -121,7 +121,7 @@ def notebook(request, lab: Lab, browser, artifacts) -> Iterator:
 
 @pytest.fixture
 def screenshot(artifacts: Path):
-    """`screenshot(locator, name)`: into the artefacts; into docs/screenshots when asked to."""
+    """`screenshot(locator, name)`: into the artefacts; into docs/images when asked to."""
 
     def take(locator, name: str) -> Path:
         target = artifacts / name
