@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import hashlib
 import itertools
 import json
@@ -363,9 +364,13 @@ def run_sweep(
     out_dir: str | os.PathLike | None = None,
     jobs: int = 1,
     kernel: str = "python3",
-    log=print,
+    log=None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Run every missing run of ``sweep``; write and return the table and the run outcomes."""
+    """Run every missing run of ``sweep``; write and return the table and the run outcomes.
+
+    ``log`` gets one line per run (default: print, flushed).
+    """
+    log = log or functools.partial(print, flush=True)
     if not isinstance(sweep, Sweep):
         sweep = Sweep.from_dict(sweep) if isinstance(sweep, dict) else load_sweep(sweep)
     if jobs < 1:

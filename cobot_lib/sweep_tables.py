@@ -37,8 +37,8 @@ _RESULTS = ("miou", "mdsc", "n_instances", "n_images", "zero_shot_miou", "zero_s
             "image_encoder_params", "device_name", "torch_threads", "torch_version")  # fmt: skip
 _INTS = ("rank", "max_steps", "epochs", "seed", "steps", "n_instances", "n_images",
          "trainable_params", "image_encoder_params", "torch_threads", "num_overlays")  # fmt: skip
-_NAMES = {"lora": "LoRA", "adaptformer": "Adaptformer", "freeze": "Freeze (zero-shot)",
-          "decoder": "Lightweight (decoder)", "full": "Full fine-tuning"}  # fmt: skip
+_NAMES = {"freeze": "Freeze (zero-shot)", "decoder": "Lightweight (decoder)", "lora": "LoRA",
+          "adaptformer": "Adaptformer", "full": "Full fine-tuning"}  # fmt: skip
 _SWITCH = {"coefficient_sets": ("dual", "CoS"), "relation": ("learnable", "RM"),
            "head": ("hypercomplex", "head")}  # fmt: skip
 _DEFAULT_RANK = {"lora": 4, "adaptformer": 16}
@@ -58,8 +58,16 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     order = [c for c in (*GROUP_COLUMNS, *params) if c in df]
     order = list(dict.fromkeys(order)) + (["run"] if "run" in df else [])
     if len(df) and order:
-        df = df.sort_values(order, na_position="first", kind="mergesort")
+        df = df.sort_values(order, na_position="first", kind="mergesort", key=_paper_order)
     return df.reset_index(drop=True)
+
+
+def _paper_order(col: pd.Series) -> pd.Series:
+    """Sort key: methods in the paper's row order (Table 4), unknown ones after them."""
+    if col.name != "method":
+        return col
+    rank = {m: f"{i:02d}" for i, m in enumerate(_NAMES)}
+    return col.map(lambda m: rank.get(m, f"99{m}"))
 
 
 def variant_label(row: pd.Series | dict[str, Any]) -> str:

@@ -1,0 +1,83 @@
+"""Notebook 04 stops in its first cells, with a clear message, on bad papermill parameters.
+
+Each case executes the real notebook with papermill (as a sweep does) and checks the error's
+text and that the failing cell is one of the first few: 0 title, 1 parameters, 2 papermill's
+injected parameters, 3 check_params, 4 config + datasets. Nothing is trained in any case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import papermill
+import pytest
+from papermill.exceptions import PapermillExecutionError
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_finetune.ipynb"
+LAST_CHECK_CELL = 4  # the config + dataset cell (index in the executed notebook)
+
+
+def _fail(tmp_path: Path, **params) -> PapermillExecutionError:
+    params = {"checkpoint": "random", "output_dir": str(tmp_path / "run"), **params}
+    with pytest.raises(PapermillExecutionError) as info:
+        papermill.execute_notebook(
+            str(NOTEBOOK), str(tmp_path / "out.ipynb"), parameters=params,
+            kernel_name="python3", progress_bar=False, cwd=str(tmp_path),
+        )  # fmt: skip
+    err = info.value
+    assert err.cell_index <= LAST_CHECK_CELL, (err.cell_index, err.evalue)
+    assert not (tmp_path / "run").exists(), "the run wrote files before the check failed"
+    return err
+
+
+def test_the_check_cells_are_where_the_tests_expect() -> None:
+    import nbformat
+
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    assert cells[0].cell_type == "markdown"
+    assert cells[1].metadata.get("tags") == ["parameters"]
+    assert "check_params(" in cells[2].source  # index 3 once papermill injects its cell
+    assert "check_dataset(" in cells[3].source  # index 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"epochs": "10"}, ["epochs = '10' (str)", "wrong type", "expected int"]),
+        ({"method": "lorra"}, ["method = 'lorra'", "unknown value", "'adaptformer'"]),
+        ({"checkpoint": "/nonexistent/sam_vit_b.pth"}, ["no such file", "sam_vit_b.pth"]),
+        ({"method": "freeze", "cobot": True}, ["method='freeze'", "cobot must be False"]),
+        ({"cobot": False, "relation": "off"}, ["only apply with cobot=True"]),
+    ],
+    ids=["wrong-type", "unknown-method", "missing-checkpoint", "cobot-on-freeze",
+         "switch-without-cobot"],
+)  # fmt: skip
+def test_bad_parameter_stops_early(tmp_path: Path, params: dict, expected: list[str]) -> None:
+    err = _fail(tmp_path, **params)
+    assert err.ename in ("ParameterError", "FileNotFoundError"), err.ename
+    text = err.evalue
+    for fragment in expected:
+        assert fragment in text, (fragment, text)
+
+
+@pytest.mark.slow
+def test_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _fail(tmp_path, dataset=str(empty))
+    assert err.ename == "ConfigError"
+    assert f"dataset='{empty}' gives no usable samples" in err.evalue
+    assert "not found" in err.evalue
+
+
+@pytest.mark.slow
+def test_dataset_folder_with_no_samples(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for sub in ("images", "masks", "splits"):
+        (root / sub).mkdir(parents=True)
+    for split in ("train", "test"):
+        (root / "splits" / f"{split}.txt").write_text("")
+    err = _fail(tmp_path, dataset=str(root))
+    assert err.ename == "ConfigError"
+    assert "gives no usable samples" in err.evalue and "is empty" in err.evalue
