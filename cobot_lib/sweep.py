@@ -8,7 +8,7 @@ A grid file (YAML; ``relation: off`` stays a string, as in the training configs)
     name: methods_demo            # default --out is runs/sweeps/<name>
     description: one line for the table's header
     notebook: notebooks/04_finetune.ipynb     # optional (this is the default)
-    fixed: {epochs: 10, lr: 1.0e-3}           # parameters of every run
+    fixed: {epochs: 8, lr: 1.0e-4}            # parameters of every run
     grid:                                     # a mapping of lists, or a list of such mappings
       - {method: [freeze], cobot: [false], dataset: [demo:nuclei, demo:mri], seed: [0, 1, 2]}
       - {method: [lora, adaptformer], cobot: [false, true], dataset: [...], seed: [0, 1, 2]}
@@ -28,21 +28,23 @@ and a restarted sweep runs exactly the missing ones. (A changed notebook default
 is not detected: use another ``--out`` then.)
 
 Tables (written to OUT after every sweep; ``load_results`` reads them back):
-- ``results.csv``: one row per run. Columns: ``run`` (slug); the notebook's parameters
-  (``model_type, checkpoint, dataset, method, cobot, coefficient_sets, relation, head, rank``
-  (resolved: LoRA 4, Adaptformer 16, empty for freeze/decoder/full)``, epochs, max_steps, lr,
-  weight_decay, box_jitter_px, seed, device, amp, eval_every_epoch, expect_gain,
-  num_overlays``); the results ``miou, mdsc`` (mean IoU and mean DSC over instances, fractions
-  in [0, 1]), ``n_instances, n_images, zero_shot_miou, zero_shot_mdsc`` (the frozen model),
+- ``results.csv``, one row per run: ``run`` (the slug); the notebook's parameters ``model_type,
+  checkpoint, dataset, method, cobot, coefficient_sets, relation, head, rank, epochs,
+  max_steps, lr, weight_decay, box_jitter_px, seed, device, amp, eval_every_epoch, expect_gain,
+  num_overlays`` (``rank`` resolved: LoRA 4, Adaptformer 16, empty for freeze/decoder/full);
+  the results ``miou, mdsc`` (mean IoU and mean DSC over instances, fractions in [0, 1]),
+  ``n_instances, n_images, zero_shot_miou, zero_shot_mdsc`` (the frozen foundation model),
   ``seconds`` (training + final evaluation, wall clock), ``train_seconds, steps, final_loss,
   trainable_params, image_encoder_params`` (Table 4's count), ``device_name, torch_threads,
   torch_version``.
-- ``summary.csv``: ``summarise(df)``: one row per configuration (all parameters but the seed),
-  ``variant`` (a readable name), ``n_seeds, seeds, miou_mean, miou_std, mdsc_mean, mdsc_std,
-  zero_shot_miou_mean, seconds_mean, seconds_std, trainable_params, image_encoder_params``
-  (std: sample standard deviation, ddof=1, as ``evaluate.mean_std``).
+- ``summary.csv`` (``summarise(df)``), one row per configuration: ``dataset, method, cobot,
+  coefficient_sets, relation, head, rank`` and any other parameter that varies (not the seed,
+  device, amp or display options), ``variant`` (a readable name), ``n_seeds, seeds, miou_mean,
+  miou_std, mdsc_mean, mdsc_std, seconds_mean, seconds_std, zero_shot_miou_mean,
+  zero_shot_mdsc_mean, trainable_params, image_encoder_params`` (std: sample, ddof=1, as
+  ``evaluate.mean_std``).
 - ``results.md``: the paper's layout (rows: variants, columns: datasets, cells "mean ± std" in
-  %, ``evaluate.seed_table``), for mIoU and mean DSC, with seconds per run and a comparison with
+  %, ``evaluate.seed_table``) for mIoU and mean DSC, seconds per run, and each variant against
   Freeze (the zero-shot row) where the sweep has one.
 """
 
