@@ -57,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PLOTLY_JS = "plotly.min.js"
 DEFAULT_SECONDS = 60.0  # expected time of a notebook with no stored duration and nothing measured
+PRIOR_SECONDS = 60.0  # how much measured time it takes to trust the measured speed-up
 
 
 class WalkthroughError(ValueError):
@@ -162,12 +163,14 @@ def estimate_remaining(
     """Seconds still to go for the ``pending`` notebooks (their expected seconds or None).
 
     ``done`` holds (expected, actual) seconds of the finished ones. The stored durations are
-    scaled by sum(actual) / sum(expected) over the finished notebooks that had one (this
-    machine's speed and load relative to the run that stored them); a pending notebook with no
-    stored duration counts as the mean actual time so far (or DEFAULT_SECONDS before any).
+    scaled by (sum(actual) + PRIOR) / (sum(expected) + PRIOR) over the finished notebooks that
+    had one: this machine's speed and load relative to the run that stored them, shrunk towards
+    1 until about PRIOR seconds have been measured (a 4 s notebook that took 7 s because of the
+    kernel's start says little about a 40 s one). A pending notebook with no stored duration
+    counts as the mean actual time so far (or DEFAULT_SECONDS before any).
     """
     pairs = [(e, a) for e, a in done if e]
-    scale = sum(a for _, a in pairs) / sum(e for e, _ in pairs) if pairs else 1.0
+    scale = (sum(a for _, a in pairs) + PRIOR_SECONDS) / (sum(e for e, _ in pairs) + PRIOR_SECONDS)
     unknown = sum(a for _, a in done) / len(done) if done else DEFAULT_SECONDS
     return sum(e * scale if e else unknown for e in pending)
 

@@ -144,10 +144,14 @@ def test_bad_folder(tmp_path, capsys):
 
 def test_estimate_remaining_scales_stored_durations():
     assert estimate_remaining([], [10.0, None]) == 10.0 + 60.0  # nothing measured yet
-    # 01 stored 10 s and took 20 s: this machine is 2x slower; unknowns count as the mean (20 s)
-    assert estimate_remaining([(10.0, 20.0)], [5.0, None, 30.0]) == 10.0 + 20.0 + 60.0
+    # 01 stored 10 s and took 20 s: scale (20 + 60) / (10 + 60) = 8/7 (60 s prior towards 1);
+    # a pending notebook without a stored duration counts as the mean actual time (20 s)
+    got = estimate_remaining([(10.0, 20.0)], [5.0, None, 30.0])
+    assert got == pytest.approx(35.0 * 8 / 7 + 20.0)
     # a finished notebook without a stored duration does not change the scale
-    assert estimate_remaining([(10.0, 5.0), (None, 13.0)], [4.0]) == 2.0
+    assert estimate_remaining([(10.0, 5.0), (None, 13.0)], [7.0]) == pytest.approx(7.0 * 65 / 70)
+    # after long measured runs the scale approaches actual / expected
+    assert estimate_remaining([(1000.0, 2000.0)], [100.0]) == pytest.approx(100.0 * 2060 / 1060)
     assert estimate_remaining([(10.0, 5.0)], []) == 0.0
 
 
