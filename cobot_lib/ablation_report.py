@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .ablations import GRID_STEPS, AblationSpec, select
+from .evaluate import mean_std
 
 __all__ = [
     "PAIRS",
@@ -123,10 +124,10 @@ def seed_scores(table: pd.DataFrame, spec: AblationSpec, dataset: str, steps: in
 
 
 def _stats(values: pd.Series) -> tuple[float, float, int]:
-    n = len(values)
-    if n == 0:
+    """Mean, sample std (``evaluate.mean_std``) and count; NaNs when there are no values."""
+    if values.empty:
         return math.nan, math.nan, 0
-    return float(values.mean()), float(values.std(ddof=1)) if n > 1 else 0.0, n
+    return (*mean_std(values.to_numpy()), len(values))
 
 
 def _diff(a: pd.Series, b: pd.Series) -> tuple[float, float]:

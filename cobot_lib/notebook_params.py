@@ -36,7 +36,8 @@ class Param:
 
     kind: the type (or a tuple of types) of the value; ``float`` also accepts ``int``.
     choices: the allowed values (checked after the type).
-    minimum / maximum: inclusive bounds for numbers.
+    minimum / maximum: inclusive bounds for numbers (for each element when ``items`` is set).
+    items: for a list, the type every element must have; the list must not be empty.
     optional: None is allowed too.
     path: "file" or "dir": the value is a path that must exist (unless it is one of
         ``path_keywords``, e.g. "foundation" for a checkpoint).
@@ -48,6 +49,7 @@ class Param:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    items: type | None = None
     optional: bool = False
     path: str | None = None
     path_keywords: tuple[str, ...] = ()
@@ -66,6 +68,8 @@ class Param:
         """What this parameter expects, in words."""
         names = " or ".join(k.__name__ for k in self._kinds())
         text = f"{names}{' or None' if self.optional else ''}"
+        if self.items is not None:
+            text += f" of {self.items.__name__} (not empty)"
         if self.choices is not None:
             text += f", one of {list(self.choices)}"
         if self.minimum is not None:
@@ -89,9 +93,18 @@ class Param:
             return f"wrong type {type(value).__name__}"
         if self.choices is not None and value not in self.choices:
             return "unknown value"
-        if self.minimum is not None and value < self.minimum:
+        numbers = [value]
+        if self.items is not None:
+            if not value:
+                return "an empty list"
+            item_kinds = (self.items, int) if self.items is float else (self.items,)
+            wrong = [x for x in value if isinstance(x, bool) or not isinstance(x, item_kinds)]
+            if wrong:
+                return f"elements that are not {self.items.__name__}: {wrong}"
+            numbers = list(value)
+        if self.minimum is not None and min(numbers) < self.minimum:
             return f"below the minimum {self.minimum}"
-        if self.maximum is not None and value > self.maximum:
+        if self.maximum is not None and max(numbers) > self.maximum:
             return f"above the maximum {self.maximum}"
         if self.path is not None and value not in self.path_keywords:
             p = Path(value).expanduser()

@@ -82,3 +82,21 @@ def test_bounds_agree_with_comparison(n):
     else:
         with pytest.raises(ParameterError):
             check_params({"n": n}, spec)
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ([4, 8], None),
+        ([], "an empty list"),
+        ([4, "8"], "elements that are not int: ['8']"),
+        ([4, True], "elements that are not int: [True]"),
+        ([4, 0], "below the minimum 1"),
+        ([4, 2048], "above the maximum 1024"),
+        ("4, 8", "wrong type str"),
+    ],
+)
+def test_list_params_check_every_element(value, words):
+    param = Param(list, items=int, minimum=1, maximum=1024)
+    assert param.problem(value) == words
+    assert param.describe() == "list of int (not empty), >= 1, <= 1024"
