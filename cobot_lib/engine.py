@@ -26,7 +26,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import ConfigError, TrainConfig
 from .models import build_sam, input_size, load_foundation_model
-from .peft import apply_peft, load_adapter, peft_config_of, summarize
+from .peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
 from .prompting import decode_boxes, encode_images
 
 __all__ = [
@@ -79,10 +79,21 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _checkpointed(plain_forward, x: torch.Tensor) -> torch.Tensor:
-    if torch.is_grad_enabled():
+def _checkpointed(sam: Sam, plain_forward, x: torch.Tensor) -> torch.Tensor:
+    if not torch.is_grad_enabled():
+        return plain_forward(x)
+    relation = relation_of(sam)
+    if relation is None:
         return checkpoint(plain_forward, x, use_reentrant=False)
-    return plain_forward(x)
+    # COBOT's bridge matrices are computed once per encoder pass; the recomputation in backward
+    # runs after the pass has ended and must reuse this pass's tensors, not build new ones.
+    matrices = relation.pass_matrices()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with relation.reusing(matrices):
+            return plain_forward(x)
+
+    return checkpoint(run, x, use_reentrant=False)
 
 
 def enable_activation_checkpointing(sam: Sam) -> None:
@@ -93,7 +104,7 @@ def enable_activation_checkpointing(sam: Sam) -> None:
     """
     for block in sam.image_encoder.blocks:
         plain = type(block).forward.__get__(block)
-        block.forward = lambda x, _f=plain: _checkpointed(_f, x)
+        block.forward = lambda x, _f=plain: _checkpointed(sam, _f, x)
 
 
 def disable_activation_checkpointing(sam: Sam) -> None:

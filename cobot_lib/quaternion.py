@@ -27,6 +27,7 @@ __all__ = [
     "matrix",
     "left_matrix",
     "right_matrix",
+    "block_matrix",
     "rotate",
     "rotation_matrix",
     "random_unit_quaternions",
@@ -100,17 +101,30 @@ def inverse(q: torch.Tensor) -> torch.Tensor:
     return conjugate(q) / n2.unsqueeze(-1)
 
 
+# L(q)[r, c] = sign[r, c] * q[index[r, c]]: the Hamilton product's structure constants as two
+# tables, read off the basis rules (the row of L(q) for output part r says which part of q meets
+# which part of p, and with what sign). R(q) uses the same index with other signs.
+_INDEX = torch.tensor([[0, 1, 2, 3], [1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
+_LEFT_SIGN = torch.tensor(
+    [[1.0, -1.0, -1.0, -1.0], [1.0, 1.0, -1.0, 1.0], [1.0, 1.0, 1.0, -1.0], [1.0, -1.0, 1.0, 1.0]]
+)
+_RIGHT_SIGN = torch.tensor(
+    [[1.0, -1.0, -1.0, -1.0], [1.0, 1.0, 1.0, -1.0], [1.0, -1.0, 1.0, 1.0], [1.0, 1.0, -1.0, 1.0]]
+)
+
+
+def _from_tables(q: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """sign * q[..., index]: one gather and one product (cheap inside a training step)."""
+    return q[..., _INDEX.to(q.device)] * sign.to(q.device, q.dtype)
+
+
 def left_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Real 4x4 matrix L(q) with L(q) @ p == q (x) p (Hamilton product), for q of shape (..., 4)."""
+    """Real 4x4 matrix L(q) with L(q) @ p == q (x) p (Hamilton product), for q of shape (..., 4).
+
+    With q = (a, b, c, d): rows [a, -b, -c, -d], [b, a, -d, c], [c, d, a, -b], [d, -c, b, a].
+    """
     _check("left_matrix: q", q)
-    a, b, c, d = q.unbind(-1)
-    rows = [
-        torch.stack([a, -b, -c, -d], -1),
-        torch.stack([b, a, -d, c], -1),
-        torch.stack([c, d, a, -b], -1),
-        torch.stack([d, -c, b, a], -1),
-    ]
-    return torch.stack(rows, -2)
+    return _from_tables(q, _LEFT_SIGN)
 
 
 matrix = left_matrix
@@ -119,16 +133,25 @@ L(q)^T L(q) = |q|^2 I, so a unit quaternion's matrix is orthogonal."""
 
 
 def right_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Real 4x4 matrix R(q) with R(q) @ p == p (x) q; L and R commute (associativity)."""
+    """Real 4x4 matrix R(q) with R(q) @ p == p (x) q; L and R commute (associativity).
+
+    With q = (a, b, c, d): rows [a, -b, -c, -d], [b, a, d, -c], [c, -d, a, b], [d, c, -b, a].
+    """
     _check("right_matrix: q", q)
-    a, b, c, d = q.unbind(-1)
-    rows = [
-        torch.stack([a, -b, -c, -d], -1),
-        torch.stack([b, a, d, -c], -1),
-        torch.stack([c, -d, a, b], -1),
-        torch.stack([d, c, -b, a], -1),
-    ]
-    return torch.stack(rows, -2)
+    return _from_tables(q, _RIGHT_SIGN)
+
+
+def block_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """The real (..., 4O, 4I) matrix of quaternion weights (..., O, I, 4): block (o, i) is
+    L(weight[o, i]). Leading dimensions batch (COBOT builds all modules' heads in one call)."""
+    _check("block_matrix: weight", weight)
+    if weight.dim() < 3:
+        raise ValueError(
+            f"block_matrix: weight needs shape (..., O, I, 4), got {tuple(weight.shape)}"
+        )
+    *lead, o, i, _ = weight.shape
+    blocks = left_matrix(weight)  # (..., O, I, 4, 4)
+    return blocks.transpose(-3, -2).reshape(*lead, 4 * o, 4 * i)
 
 
 def rotate(v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -215,9 +238,7 @@ class QuaternionLinear(nn.Module):
 
     def matrix(self) -> torch.Tensor:
         """The real (out, in) matrix: block (o, i) is left_matrix(weight[o, i])."""
-        blocks = left_matrix(self.weight)  # (O, I, 4, 4)
-        o, i = blocks.shape[:2]
-        return blocks.permute(0, 2, 1, 3).reshape(4 * o, 4 * i)
+        return block_matrix(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.matrix().T.to(x.dtype)

@@ -10,14 +10,24 @@ Inside PEFT module m, between its down map A_m and up map B_m, with h = A_m x in
   with ``tproduct.mode3_product`` so that the model runs the function the notebooks teach.
 - ``CobotBridge`` is the per-module part: its own coefficient set lambda_MC_m and the head W_m
   (the quaternion layer of ``quaternion.QuaternionLinear``, a dense layer, or the identity).
+
+Speed: a bridge is linear, so each PEFT module folds its V x V matrix W_m diag(lambda_m) into its
+down map A_m (a V x D product) instead of running extra ops on every token. And since all M
+matrices depend on the shared S, ``RelationMatrix`` builds them for every module in one batched
+step at the start of each image-encoder pass (``attach_hooks`` installs them) and the modules read
+their slice; outside a pass (analysis, merging) a bridge computes its own matrix. Both routes
+give the same numbers (tests/test_cobot_fast_path.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
-from ..quaternion import QuaternionLinear
+from ..quaternion import QuaternionLinear, block_matrix
 from ..tproduct import mode3_product
 from .config import CobotConfig
 
@@ -47,6 +57,11 @@ class RelationMatrix(nn.Module):
             self.register_buffer("S", torch.eye(num_modules))
         else:
             raise ValueError(f"relation must be learnable, fixed or off, got {relation!r}")
+        # Plain attributes, not submodules or state: the bridges register here (in index order)
+        # so that one batched call can build all their matrices; _pass holds them during a pass.
+        self._bridges: list[CobotBridge] = []
+        self._pass: tuple[torch.Tensor, ...] | None = None
+        self._hooks: list = []
 
     def tensor(self) -> torch.Tensor:
         """T = [diag(c_1), ..., diag(c_M)] in R^{V x V x M} (Eq. 5)."""
@@ -60,8 +75,72 @@ class RelationMatrix(nn.Module):
         """lambda_LM for every module, (M, V): the diagonals of T_w's frontal slices (Eq. 17)."""
         return torch.diagonal(self.mixed_tensor(), dim1=0, dim2=1)
 
+    # -- one batched computation per encoder pass -------------------------------------------
+
+    def bridge_matrices(self) -> torch.Tensor:
+        """W_m diag(lambda_MC_m + lambda_LM_m) of every registered bridge, (M, V, V) (Eq. 21)."""
+        bridges = self._bridges
+        if [b.index for b in bridges] != list(range(self.num_modules)):
+            raise RuntimeError(
+                f"RelationMatrix has bridges {[b.index for b in bridges]}, expected one per "
+                f"module 0..{self.num_modules - 1}"
+            )
+        lam = self.cross_block_coefficients()
+        if bridges[0].lambda_mc is not None:
+            lam = lam + torch.stack([b.lambda_mc for b in bridges])
+        return _stacked_heads(bridges, lam) * lam.unsqueeze(1)
+
+    def pass_matrices(self) -> tuple[torch.Tensor, ...] | None:
+        """The M bridge matrices (V, V) of the current encoder pass (None outside one)."""
+        return self._pass
+
+    def pass_matrix(self, index: int) -> torch.Tensor | None:
+        """Module ``index``'s bridge matrix from the current encoder pass (None outside one)."""
+        return None if self._pass is None else self._pass[index]
+
+    @contextmanager
+    def reusing(self, matrices: tuple[torch.Tensor, ...] | None) -> Iterator[None]:
+        """Serve ``matrices`` as the pass's bridge matrices (activation checkpointing recomputes a
+        block in backward, after the pass ended, and must see exactly the tensors of its pass)."""
+        previous, self._pass = self._pass, matrices
+        try:
+            yield
+        finally:
+            self._pass = previous
+
+    def attach_hooks(self, encoder: nn.Module) -> None:
+        """Compute the bridge matrices when ``encoder`` starts a forward pass, drop them after."""
+        self._hooks = [
+            encoder.register_forward_pre_hook(self._begin_pass),
+            encoder.register_forward_hook(self._end_pass, always_call=True),
+        ]
+
+    def remove_hooks(self) -> None:
+        """Remove the hooks of ``attach_hooks`` (unload and merge call it)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks, self._pass = [], None
+
+    def _begin_pass(self, module: nn.Module, args: tuple) -> None:
+        # unbind once: in backward the M slices' gradients are stacked in a single op
+        self._pass = self.bridge_matrices().unbind(0)
+
+    def _end_pass(self, module: nn.Module, args: tuple, output: object) -> None:
+        self._pass = None
+
     def extra_repr(self) -> str:
         return f"num_modules={self.num_modules}, rank={self.rank}, relation={self.relation}"
+
+
+def _stacked_heads(bridges: list[CobotBridge], like: torch.Tensor) -> torch.Tensor:
+    """The heads W_m of all bridges as one (M, V, V) tensor (they share one kind of head)."""
+    heads = [b.head for b in bridges]
+    if isinstance(heads[0], QuaternionLinear):
+        return block_matrix(torch.stack([h.weight for h in heads]))
+    if isinstance(heads[0], nn.Linear):
+        return torch.stack([h.weight for h in heads])
+    rank = like.shape[-1]
+    return torch.eye(rank, device=like.device, dtype=like.dtype).expand(len(bridges), rank, rank)
 
 
 class CobotBridge(nn.Module):
@@ -86,6 +165,7 @@ class CobotBridge(nn.Module):
         else:
             self.head = None
         torch.random.set_rng_state(gen_state)
+        relation._bridges.append(self)
 
     @property
     def relation(self) -> RelationMatrix:
@@ -105,12 +185,20 @@ class CobotBridge(nn.Module):
         return self.head.weight
 
     def matrix(self) -> torch.Tensor:
-        """The whole bridge as one V x V matrix, W diag(lambda): used to merge adapters."""
+        """The whole bridge as one V x V matrix, W diag(lambda): folded into A in the forward pass
+        and used to merge adapters. Inside an encoder pass it is the pass's precomputed slice."""
+        cached = self.relation.pass_matrix(self.index)
+        if cached is not None:
+            return cached
         return self.head_matrix() * self.coefficients().unsqueeze(0)
 
+    def fold(self, down: torch.Tensor) -> torch.Tensor:
+        """W diag(lambda) @ down: the bridge applied to a down map's weight (V, D) or bias (V,)."""
+        return self.matrix().to(down.dtype) @ down
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = h * self.coefficients().to(h.dtype)
-        return self.head(h) if self.head is not None else h
+        """h -> W ((lambda_MC + lambda_LM) * h) on hidden vectors (..., V) (Eq. 21)."""
+        return h @ self.matrix().T.to(h.dtype)
 
     def extra_repr(self) -> str:
         return f"rank={self.rank}, index={self.index}"

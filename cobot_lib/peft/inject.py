@@ -199,6 +199,7 @@ def apply_peft(
             _set_submodule(block, path, module)
         if relation is not None:
             sam.image_encoder.add_module(RELATION_ATTR, relation)
+            relation.attach_hooks(sam.image_encoder)
         for p in sam.parameters():
             p.requires_grad_(config.method == "full")
         if config.trains_decoder:
@@ -212,6 +213,8 @@ def apply_peft(
     except BaseException:
         for (i, path), module in originals.items():
             _set_submodule(sam.image_encoder.blocks[i], path, module)
+        if relation is not None:
+            relation.remove_hooks()
         if hasattr(sam.image_encoder, RELATION_ATTR):
             delattr(sam.image_encoder, RELATION_ATTR)
         for name, p in sam.named_parameters():
@@ -243,6 +246,7 @@ def unload(sam: Sam) -> Sam:
         if isinstance(block.mlp, AdaptformerMLP):
             block.mlp = block.mlp.mlp
     if hasattr(sam.image_encoder, RELATION_ATTR):
+        getattr(sam.image_encoder, RELATION_ATTR).remove_hooks()
         delattr(sam.image_encoder, RELATION_ATTR)
     flags = getattr(sam, _SAVED_FLAGS_ATTR, {})
     for name, p in sam.named_parameters():

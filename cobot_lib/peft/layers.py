@@ -3,6 +3,10 @@
 Each wrapper keeps the frozen original as a child (``qkv`` / ``mlp``) and adds a down map A and
 an up map B; an optional ``CobotBridge`` sits between them. ``unload`` puts the original child
 back, so the frozen model is never edited beyond swapping these modules.
+
+Both wrappers fold the bridge into the down map's weight (``CobotBridge.fold``: W diag(lambda) A,
+a V x D product per pass) rather than running it on every token, so COBOT adds almost nothing to
+a training step; LoRA runs q and v through one down and one up matmul.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .cobot import CobotBridge
@@ -52,24 +57,31 @@ class LoRAQKV(nn.Module):
         self.lora_a_v, self.lora_b_v = _lora_pair(self.dim, rank, qkv)
         self.cobot_q, self.cobot_v = cobot_q, cobot_v
 
-    @staticmethod
-    def _path(x, down: nn.Linear, up: nn.Linear, bridge: CobotBridge | None) -> torch.Tensor:
-        h = down(x)
-        return up(bridge(h) if bridge is not None else h)
+    def down_weight(self, which: str) -> torch.Tensor:
+        """A of q or v, (V, D); W diag(lambda) A under COBOT."""
+        down = getattr(self, f"lora_a_{which}").weight
+        bridge = getattr(self, f"cobot_{which}")
+        return down if bridge is None else bridge.fold(down)
 
     def delta_weight(self, which: str) -> torch.Tensor:
         """The (D, D) update B M A of q or v, with M = W diag(lambda) under COBOT, else I."""
-        down, up = getattr(self, f"lora_a_{which}"), getattr(self, f"lora_b_{which}")
-        bridge = getattr(self, f"cobot_{which}")
-        middle = bridge.matrix() if bridge is not None else None
-        a = down.weight if middle is None else middle.to(down.weight.dtype) @ down.weight
-        return up.weight @ a
+        return getattr(self, f"lora_b_{which}").weight @ self.down_weight(which)
+
+    def _up_block(self) -> torch.Tensor:
+        """[B_q 0; 0 0; 0 B_v], (3D, 2V): one up matmul writes q's and v's updates, k's stay 0."""
+        b_q, b_v = self.lora_b_q.weight, self.lora_b_v.weight
+        zeros = b_q.new_zeros(self.dim, self.rank)
+        return torch.cat(
+            [
+                torch.cat([b_q, zeros], 1),
+                b_q.new_zeros(self.dim, 2 * self.rank),
+                torch.cat([zeros, b_v], 1),
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv(x).split(self.dim, dim=-1)
-        q = q + self._path(x, self.lora_a_q, self.lora_b_q, self.cobot_q)
-        v = v + self._path(x, self.lora_a_v, self.lora_b_v, self.cobot_v)
-        return torch.cat([q, k, v], dim=-1)
+        h = F.linear(x, torch.cat([self.down_weight("q"), self.down_weight("v")]))  # (..., 2V)
+        return self.qkv(x) + F.linear(h, self._up_block())
 
 
 class AdaptformerMLP(nn.Module):
@@ -106,9 +118,14 @@ class AdaptformerMLP(nn.Module):
         nn.init.zeros_(self.adapter_up.bias)
         self.cobot = cobot
 
+    def down_weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A's weight (V, D) and bias (V,), with the COBOT bridge folded in when there is one."""
+        weight, bias = self.adapter_down.weight, self.adapter_down.bias
+        if self.cobot is None:
+            return weight, bias
+        return self.cobot.fold(weight), self.cobot.fold(bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.adapter_down(self.adapter_norm(x))
-        if self.cobot is not None:
-            h = self.cobot(h)
+        h = F.linear(self.adapter_norm(x), *self.down_weight_and_bias())
         h = self.adapter_up(self.adapter_dropout(torch.relu(h)))
         return self.mlp(x) + self.scale * h

@@ -37,9 +37,9 @@ def _merged_qkv(wrapper: LoRAQKV) -> nn.Linear:
 
 @torch.no_grad()
 def _fold_bridge(adapter: AdaptformerMLP) -> None:
-    middle = adapter.cobot.matrix().to(adapter.adapter_down.weight.dtype)
-    adapter.adapter_down.weight.copy_(middle @ adapter.adapter_down.weight)
-    adapter.adapter_down.bias.copy_(middle @ adapter.adapter_down.bias)
+    weight, bias = adapter.down_weight_and_bias()
+    adapter.adapter_down.weight.copy_(weight)
+    adapter.adapter_down.bias.copy_(bias)
     adapter.cobot = None
 
 
@@ -62,5 +62,6 @@ def merge(sam: Sam) -> Sam:
             _fold_bridge(block.mlp)
         setattr(sam, CONFIG_ATTR, config.with_(cobot=None))
     if hasattr(sam.image_encoder, RELATION_ATTR):
+        getattr(sam.image_encoder, RELATION_ATTR).remove_hooks()
         delattr(sam.image_encoder, RELATION_ATTR)
     return sam
