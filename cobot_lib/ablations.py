@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from .config import ConfigError, TrainConfig, config_from_dict, load_config
+from .files import atomic_write
 from .peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
 
 __all__ = [
@@ -281,10 +282,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _write(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    table.to_csv(tmp, index=False)  # floats written with repr: they read back bit for bit
-    os.replace(tmp, path)
+    # floats written with repr: they read back bit for bit
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def run_grid(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig, config_from_dict
+from .files import atomic_write
 from .peft import adapter_state_dict
 
 __all__ = [
@@ -52,25 +53,12 @@ class CheckpointError(ValueError):
 
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """``torch.save(payload)`` to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as handle:
             torch.save({"format_version": FORMAT_VERSION, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return path
+
+    return atomic_write(path, write, durable=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def load_foundation_model() -> Sam:
     if not path.is_file():
         raise FileNotFoundError(
             f"the tiny foundation model is missing at {path}; build it with "
-            "`python data_scripts/pretrain_tiny_sam.py` (about 10 minutes on 2 CPU cores)"
+            "`python data_scripts/pretrain_tiny_sam.py` (about 12.5 minutes on 2 CPU cores)"
         )
     return build_sam("tiny", path)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.files import atomic_write
 from cobot_lib.losses import bce_dice_loss
 from cobot_lib.metrics import iou_score
 from cobot_lib.models import build_sam, foundation_checkpoint_path
@@ -169,13 +169,7 @@ def train(args: argparse.Namespace) -> dict:
 
 def save_atomic(checkpoint: dict, out: Path) -> None:
     """Write a temporary file beside ``out``, then rename it: a crash never leaves half a file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -121,3 +121,11 @@ def test_deep_copy_has_its_own_pass_and_hooks(tiny_sam, tiny_batch):
     assert not torch.allclose(changed, expected)
     unload(twin)  # removes the twin's hooks only
     torch.testing.assert_close(torch.cat(predict_masks(tiny_sam, *tiny_batch)), expected)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_injected_modules_follow_the_model_mode(tiny_sam, training):
+    """An eval-mode SAM stays deterministic after apply_peft (Adaptformer's dropout is off)."""
+    tiny_sam.train(training)
+    apply_peft(tiny_sam, "adaptformer", cobot=True)
+    assert {m.training for m in tiny_sam.image_encoder.modules()} == {training}

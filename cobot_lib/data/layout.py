@@ -29,6 +29,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from ..files import atomic_write
+
 __all__ = [
     "SPLITS",
     "DOMAINS",
@@ -163,11 +165,8 @@ def read_dataset_json(root: str | os.PathLike) -> dict[str, Any]:
 
 def write_dataset_json(root: str | os.PathLike, info: Mapping[str, Any]) -> Path:
     """Write <root>/dataset.json (validated); written last by converters, so it marks 'done'."""
-    path = Path(root) / "dataset.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dict(info), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(dict(info), indent=2, sort_keys=True) + "\n"
+    path = atomic_write(Path(root) / "dataset.json", lambda tmp: tmp.write_text(text))
     read_dataset_json(root)
     return path
 

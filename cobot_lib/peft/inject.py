@@ -138,7 +138,7 @@ def _build_modules(sam: Sam, config: PeftConfig) -> tuple[dict, RelationMatrix |
     relation, cobot = None, config.cobot
     if cobot is not None:
         relation = RelationMatrix(len(blocks) * per_block, config.rank, cobot.relation, cobot.seed)
-        relation.to(next(sam.image_encoder.parameters()).device)
+        relation.to(next(sam.image_encoder.parameters()).device).train(sam.training)
 
     def bridge(index: int, cobot: CobotConfig | None) -> CobotBridge | None:
         if cobot is None:
@@ -160,6 +160,8 @@ def _build_modules(sam: Sam, config: PeftConfig) -> tuple[dict, RelationMatrix |
                 config.adaptformer_dropout,
                 bridge(i, cobot),
             )
+    for module in new.values():  # the new modules follow the model's train/eval mode
+        module.train(sam.training)
     return new, relation
 
 

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
+from ..files import atomic_write
 from .config import PeftConfig
 from .inject import RELATION_ATTR, apply_peft, peft_config_of
 
@@ -67,9 +68,7 @@ def save_adapter(sam: Sam, directory: str | os.PathLike) -> Path:
         (WEIGHTS_NAME, lambda p: save_file(state, str(p))),
         (CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2))),
     ):
-        tmp = directory / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, directory / name)
+        atomic_write(directory / name, write)
     return directory
 
 
