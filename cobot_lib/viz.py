@@ -68,7 +68,11 @@ def heatmap_grid(
     shared_scale: bool = False,
     height: int = 380,
 ) -> go.Figure:
-    """Several matrices side by side (``shared_scale``: one colour range for all)."""
+    """Several matrices side by side (``shared_scale``: one colour range and one colour bar).
+
+    Without a shared scale every matrix has its own colour bar, placed in the gap to the right
+    of its own subplot (the gap is widened for it), so no bar covers a neighbouring matrix.
+    """
     names = list(matrices)
     cols = cols or len(names)
     rows = -(-len(names) // cols)
@@ -76,9 +80,15 @@ def heatmap_grid(
     zmin = zmax = None
     if shared_scale:
         zmin, zmax = min(a.min() for a in arrays), max(a.max() for a in arrays)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.08)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=names,
+        horizontal_spacing=0.08 if shared_scale else min(0.16, 0.5 / max(cols - 1, 1)),
+    )
     for i, a in enumerate(arrays):
         r, c = divmod(i, cols)
+        right_edge = fig.get_subplot(r + 1, c + 1).xaxis.domain[1]
         fig.add_trace(
             go.Heatmap(
                 z=a,
@@ -89,7 +99,9 @@ def heatmap_grid(
                 showscale=shared_scale is False or i == 0,
                 colorbar={
                     "len": 0.9 / rows,
-                    "x": 1.0 if shared_scale else (c + 1) / cols,
+                    "x": 1.0 if shared_scale else right_edge + 0.01,
+                    "xanchor": "left",
+                    "thickness": 12,
                     "y": 1 - (r + 0.5) / rows,
                 },
             ),

@@ -1,0 +1,48 @@
+"""Notebooks 01, 02 and 05 stop in their parameter-check cell, with a clear message, on bad
+papermill parameters (as 03, 04 and 06 do: tests/test_notebook_03_06.py, test_notebook_04.py).
+
+Each case runs the real notebook through papermill with bad ``-p`` values and checks that the
+cell that raised is the ``check_params`` cell and that the message names every bad value and
+what was expected. Their default runs are checked by nbval and tests/test_walkthrough_notebooks.py.
+"""
+
+from __future__ import annotations
+
+from test_notebook_03_06 import _fails
+
+
+def _stopped_at_check(err) -> None:
+    assert err.ename == "ParameterError" and "check_params(" in err.source
+
+
+def test_01_wrong_type_bad_item_and_below_minimum(tmp_path):
+    err = _fails("01_t_product.ipynb", tmp_path, n3="4", timing_n3=[2, "x"], num_modules=0)
+    _stopped_at_check(err)
+    assert "n3 = '4' (str): wrong type str" in err.evalue
+    assert "timing_n3 = [2, 'x'] (list): elements that are not int: ['x']" in err.evalue
+    assert "num_modules = 0 (int): below the minimum 2" in err.evalue
+
+
+def test_02_zero_axis_and_widths_not_multiples_of_four(tmp_path):
+    err = _fails(
+        "02_hamilton_product.ipynb", tmp_path, rotation_axis=[0, 0, 0], layer_width=6, widths=[4, 6]
+    )
+    _stopped_at_check(err)
+    assert "rotation_axis = [0, 0, 0] (list): expected three numbers, not all zero" in err.evalue
+    assert "layer_width = 6 (int): expected a multiple of 4" in err.evalue
+    assert "widths = [4, 6] (list): expected multiples of 4" in err.evalue
+
+
+def test_05_missing_csv_unknown_dataset_and_wrong_type(tmp_path):
+    missing = str(tmp_path / "no_such.csv")
+    err = _fails(
+        "05_ablations.ipynb",
+        tmp_path,
+        results_csv=missing,
+        panel_dataset="demo:cells",
+        rerun_check="yes",
+    )
+    _stopped_at_check(err)
+    assert f"results_csv = '{missing}' (str): expected an existing CSV" in err.evalue
+    assert "panel_dataset = 'demo:cells' (str): unknown value" in err.evalue
+    assert "rerun_check = 'yes' (str): wrong type str" in err.evalue
