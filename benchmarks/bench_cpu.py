@@ -1,7 +1,7 @@
 """CPU benchmark of the training engine: step time and memory of every method with and without
 COBOT, merged vs unmerged inference, and the embedding cache of the ``decoder`` baseline.
 
-    .venv/bin/python benchmarks/bench_cpu.py            # ~5 min on 2 cores; writes results_cpu.md
+    .venv/bin/python benchmarks/bench_cpu.py   # ~13 min on 2 cores (vit_b: ~10; --skip-vit-b)
 
 Timings alternate between methods inside every round (round r visits the methods in a rotated
 order) and report medians, and every ratio is the median of per-round paired ratios, so that
@@ -259,11 +259,11 @@ def report(steps, memory, infer, worst, caches, vit_b_steps, args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust)")
     parser.add_argument("--cache-images", type=int, default=3, help="images per cache epoch")
     parser.add_argument("--skip-vit-b", action="store_true", help="no vit_b measurements")
-    parser.add_argument("--vit-b-rounds", type=int, default=3, help="vit_b step/forward rounds")
+    parser.add_argument("--vit-b-rounds", type=int, default=5, help="vit_b step/forward rounds")
     parser.add_argument("--out", default=str(HERE / "results_cpu.md"))
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     parser.add_argument("--tmp", default="/tmp/cobot_bench")
