@@ -25,7 +25,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from .losses import bce_dice_loss
-from .peft import AdaptformerMLP, LoRAQKV, cobot_bridges, peft_config_of, relation_of
+from .peft import AdaptformerMLP, LoRAQKV, peft_config_of, relation_of
 from .prompting import predict_masks
 
 __all__ = [
@@ -145,12 +145,6 @@ class AdapterView:
     frozen: torch.Tensor | None
 
 
-def _middle(bridge, rank: int, like: torch.Tensor) -> torch.Tensor:
-    if bridge is None:
-        return torch.eye(rank, dtype=like.dtype, device=like.device)
-    return bridge.matrix().to(like.dtype)
-
-
 @torch.no_grad()
 def adapter_views(sam: Sam) -> list[AdapterView]:
     """Every LoRA / Adaptformer module of the image encoder, in module (S row) order."""
@@ -160,17 +154,14 @@ def adapter_views(sam: Sam) -> list[AdapterView]:
         if isinstance(qkv, LoRAQKV):
             d = qkv.dim
             for j, which in enumerate(("q", "v")):
-                a = getattr(qkv, f"lora_a_{which}").weight
-                m = _middle(getattr(qkv, f"cobot_{which}"), qkv.rank, a)
                 rows = slice(0, d) if which == "q" else slice(2 * d, 3 * d)
                 views.append(AdapterView(
-                    f"block {i} {which}", i, 2 * i + j, (m @ a).detach().clone(),
+                    f"block {i} {which}", i, 2 * i + j, qkv.down_weight(which).detach().clone(),
                     qkv.delta_weight(which).detach().clone(),
                     qkv.qkv.weight[rows].detach().clone(),
                 ))  # fmt: skip
         elif isinstance(mlp, AdaptformerMLP):
-            a = mlp.adapter_down.weight
-            down = _middle(mlp.cobot, mlp.rank, a) @ a
+            down = mlp.down_weight_and_bias()[0]
             update = mlp.scale * mlp.adapter_up.weight @ down
             views.append(AdapterView(f"block {i} mlp", i, i, down.clone(), update.clone(), None))
     if not views:
@@ -190,10 +181,10 @@ def module_blocks(sam: Sam) -> list[int]:
 @torch.no_grad()
 def coefficient_table(sam: Sam) -> np.ndarray:
     """(M, V): the coefficients lambda_MC_m + lambda_LM_m every COBOT bridge multiplies h by."""
-    bridges = cobot_bridges(sam)
-    if not bridges:
+    relation = relation_of(sam)
+    if relation is None:
         raise ValueError("this SAM has no COBOT bridges (apply_peft(..., cobot=True))")
-    return torch.stack([b.coefficients() for b in bridges]).double().cpu().numpy()
+    return relation.module_coefficients().double().cpu().numpy()
 
 
 def _block_of(name: str) -> int | None:

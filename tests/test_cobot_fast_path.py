@@ -1,8 +1,8 @@
 """COBOT's fast path: bridge matrices built once per encoder pass and folded into A.
 
 Oracles: the bridge written out token by token with the Hamilton product and lambda_LM = S c
-(closed form of Eqs. 15-17); the same model with the pass hooks removed (every bridge computes
-its own matrix); gradients of both routes; and a deep copy that must not share the pass state.
+(closed form of Eqs. 15-17); the same model with the pass hooks removed (the matrices computed
+on demand); gradients of both routes; and a deep copy that must not share the pass state.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def _loss_and_grads(sam, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("method", ["lora", "adaptformer"])
 @pytest.mark.parametrize("cobot", HEADS[:2])
 def test_per_pass_route_matches_per_bridge_route(tiny_sam, tiny_batch, method, cobot):
-    """Same loss and gradients with the pass hooks (batched) and without (each bridge alone)."""
+    """Same loss and gradients with the pass hooks (one batched computation per pass) and
+    without them (every bridge computes the matrices on demand)."""
     apply_peft(tiny_sam, method, cobot=cobot, adaptformer_dropout=0.0)
     randomise_adapters(tiny_sam)
     fast_loss, fast_grads = _loss_and_grads(tiny_sam, tiny_batch)

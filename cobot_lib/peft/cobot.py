@@ -15,8 +15,8 @@ Speed: a bridge is linear, so each PEFT module folds its V x V matrix W_m diag(l
 down map A_m (a V x D product) instead of running extra ops on every token. And since all M
 matrices depend on the shared S, ``RelationMatrix`` builds them for every module in one batched
 step at the start of each image-encoder pass (``attach_hooks`` installs them) and the modules read
-their slice; outside a pass (analysis, merging) a bridge computes its own matrix. Both routes
-give the same numbers (tests/test_cobot_fast_path.py).
+their slice; outside a pass (analysis, merging) the same function is called on demand. Tested
+against the bridge written out with the Hamilton product (tests/test_cobot_fast_path.py).
 """
 
 from __future__ import annotations
@@ -77,18 +77,27 @@ class RelationMatrix(nn.Module):
 
     # -- one batched computation per encoder pass -------------------------------------------
 
-    def bridge_matrices(self) -> torch.Tensor:
-        """W_m diag(lambda_MC_m + lambda_LM_m) of every registered bridge, (M, V, V) (Eq. 21)."""
+    def _registered_bridges(self) -> list[CobotBridge]:
         bridges = self._bridges
         if [b.index for b in bridges] != list(range(self.num_modules)):
             raise RuntimeError(
                 f"RelationMatrix has bridges {[b.index for b in bridges]}, expected one per "
                 f"module 0..{self.num_modules - 1}"
             )
+        return bridges
+
+    def module_coefficients(self) -> torch.Tensor:
+        """lambda_MC_m + lambda_LM_m of every module, (M, V) (lambda_LM alone with one set)."""
+        bridges = self._registered_bridges()
         lam = self.cross_block_coefficients()
-        if bridges[0].lambda_mc is not None:
-            lam = lam + torch.stack([b.lambda_mc for b in bridges])
-        return _stacked_heads(bridges, lam) * lam.unsqueeze(1)
+        if bridges[0].lambda_mc is None:
+            return lam
+        return lam + torch.stack([b.lambda_mc for b in bridges])
+
+    def bridge_matrices(self) -> torch.Tensor:
+        """W_m diag(lambda_MC_m + lambda_LM_m) of every registered bridge, (M, V, V) (Eq. 21)."""
+        lam = self.module_coefficients()
+        return _stacked_heads(self._registered_bridges(), lam) * lam.unsqueeze(1)
 
     def pass_matrices(self) -> tuple[torch.Tensor, ...] | None:
         """The M bridge matrices (V, V) of the current encoder pass (None outside one)."""
@@ -173,24 +182,14 @@ class CobotBridge(nn.Module):
 
     def coefficients(self) -> torch.Tensor:
         """lambda_MC + lambda_LM (or lambda_LM alone with a single coefficient set), shape (V,)."""
-        lam = self.relation.cross_block_coefficients()[self.index]
-        return lam + self.lambda_mc if self.lambda_mc is not None else lam
-
-    def head_matrix(self) -> torch.Tensor:
-        """W as a real V x V matrix (identity when there is no head)."""
-        if self.head is None:
-            return torch.eye(self.rank, device=self.relation.c.device)
-        if isinstance(self.head, QuaternionLinear):
-            return self.head.matrix()
-        return self.head.weight
+        return self.relation.module_coefficients()[self.index]
 
     def matrix(self) -> torch.Tensor:
         """The whole bridge as one V x V matrix, W diag(lambda): folded into A in the forward pass
-        and used to merge adapters. Inside an encoder pass it is the pass's precomputed slice."""
+        and used to merge adapters. Inside an encoder pass it is the pass's precomputed slice;
+        outside one (analysis, merging) it is computed by the same batched function."""
         cached = self.relation.pass_matrix(self.index)
-        if cached is not None:
-            return cached
-        return self.head_matrix() * self.coefficients().unsqueeze(0)
+        return cached if cached is not None else self.relation.bridge_matrices()[self.index]
 
     def fold(self, down: torch.Tensor) -> torch.Tensor:
         """W diag(lambda) @ down: the bridge applied to a down map's weight (V, D) or bias (V,)."""
