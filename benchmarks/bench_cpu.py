@@ -205,10 +205,11 @@ def report(steps, memory, infer, worst, caches, vit_b_steps, args) -> str:
     lines = [
         "# CPU benchmark (tiny SAM, 256 px, one image with 4 box prompts)",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-        f"(shared with other jobs), torch {torch.__version__}, {torch.get_num_threads()} "
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} "
         f"thread(s); {args.rounds} interleaved rounds; load average before/after "
-        f"{args.load_before} / {os.getloadavg()[0]:.2f}. Command: "
+        f"{args.load_before} / {os.getloadavg()[0]:.2f} (the benchmark itself adds about 1). "
+        "Command: "
         "`.venv/bin/python benchmarks/bench_cpu.py`.",
         "",
         "## Training step per method",
