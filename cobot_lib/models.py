@@ -188,9 +188,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COBOT_CACHE", Path.home() / ".cache" / "cobot_lib"))
 
 
+# Bumped whenever data_scripts/pretrain_tiny_sam.py's default recipe changes, so that a cache
+# built by an older recipe is not mistaken for the current model. 2: Muon for linear layers.
+FOUNDATION_RECIPE = 2
+
+
 def foundation_checkpoint_path() -> Path:
-    """Path of the pretrained tiny SAM that the CPU notebooks adapt."""
-    return cache_dir() / "tiny_sam_foundation.pt"
+    """Path of the pretrained tiny SAM that the CPU notebooks adapt (one file per recipe)."""
+    return cache_dir() / f"tiny_sam_foundation_r{FOUNDATION_RECIPE}.pt"
 
 
 def load_foundation_model() -> Sam:
@@ -199,7 +204,7 @@ def load_foundation_model() -> Sam:
     if not path.is_file():
         raise FileNotFoundError(
             f"the tiny foundation model is missing at {path}; build it with "
-            "`python data_scripts/pretrain_tiny_sam.py` (about 12.5 minutes on 2 CPU cores)"
+            "`python data_scripts/pretrain_tiny_sam.py` (about 14 minutes on 2 CPU cores)"
         )
     return build_sam("tiny", path)
 

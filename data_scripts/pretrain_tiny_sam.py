@@ -5,7 +5,8 @@ The tiny SAM (``build_sam("tiny")``, 256 px, ~3.5M parameters) gets the same ski
 scale, from seeded synthetic shapes (``cobot_lib.data.synthetic``): every parameter is trained
 with box prompts and SAM-COBOT's loss (BCE + Dice, Eq. 22). Each image-encoder pass supervises
 *all* instances of its image (one mask-decoder call per image), which is what makes a 2-core
-CPU budget enough; AdamW with linear warm-up then cosine decay.
+CPU budget enough. Muon trains the weight matrices of the linear layers and AdamW the other
+parameters (``make_optimizers``), with a linear warm-up then cosine decay.
 
 The budget is a number of steps (``--steps``, the default: the schedule is a function of the
 step, so the run is reproducible from ``--seed``) or a wall-clock time (``--minutes``: the
@@ -41,6 +42,7 @@ HELD_OUT_SEED_OFFSET = 1_000_003  # held-out images come from seed + this: never
 # same foundation model from the same seed; 2,400 steps of 4 images take about 12.5 minutes on 2
 # quiet cores (about 0.31 s per step).
 DEFAULT_STEPS = 2400
+MUON_LR = 4e-3
 
 
 def lr_factor(progress: float, warmup: float) -> float:
@@ -65,6 +67,47 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     pos = (bce * fg).sum(1) / fg.sum(1).clamp(min=1)
     neg = (bce * (1 - fg)).sum(1) / (1 - fg).sum(1).clamp(min=1)
     return (0.5 * (pos + neg)).mean()
+
+
+def make_optimizers(sam: torch.nn.Module, args: argparse.Namespace) -> list[torch.optim.Optimizer]:
+    """Muon for the weight matrices of every ``nn.Linear``, AdamW for all other parameters.
+
+    Muon (Jordan et al., 2024; ``torch.optim.Muon``) replaces a matrix's momentum by its nearest
+    semi-orthogonal matrix (five Newton-Schulz steps), so every direction of the update moves at
+    the same rate; with the "match_rms_adamw" scaling its learning rate is on AdamW's scale. It
+    is the one change that made the tiny SAM learn markedly faster per step on 2 cores (0.760 vs
+    0.712 held-out mIoU at a quarter of the budget, README). Convolutions, embeddings, positional
+    tables, norms and biases are not hidden-layer matrices and stay with AdamW. With
+    ``--optimizer adamw`` every parameter uses AdamW, the recipe before Muon. Each parameter
+    group carries its ``peak_lr`` for the schedule.
+    """
+    linear = {id(m.weight) for m in sam.modules() if isinstance(m, torch.nn.Linear)}
+    use_muon = args.optimizer == "muon"
+    matrices, decay, no_decay = [], [], []
+    for name, p in sam.named_parameters():
+        if use_muon and id(p) in linear:
+            matrices.append(p)
+        elif p.ndim > 1 and "pos" not in name:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    adamw = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": args.weight_decay, "peak_lr": args.lr},
+            {"params": no_decay, "weight_decay": 0.0, "peak_lr": args.lr},
+        ],
+        lr=args.lr,
+        betas=(0.9, 0.98),
+    )
+    if not use_muon:
+        return [adamw]
+    muon = torch.optim.Muon(
+        [{"params": matrices, "peak_lr": args.muon_lr}],
+        lr=args.muon_lr,
+        weight_decay=args.weight_decay,
+        adjust_lr_fn="match_rms_adamw",
+    )
+    return [adamw, muon]
 
 
 def _batch(dataset: SyntheticShapes, start: int, size: int) -> tuple[torch.Tensor, list, list]:
@@ -95,14 +138,7 @@ def train(args: argparse.Namespace) -> dict:
     sam = build_sam("tiny").train()
     train_set = SyntheticShapes(args.images, seed=args.seed, train=True, jitter_px=args.jitter)
     held_out = SyntheticShapes(args.eval_images, seed=args.seed + HELD_OUT_SEED_OFFSET, train=False)
-    decay = [p for n, p in sam.named_parameters() if p.ndim > 1 and "pos" not in n]
-    no_decay = [p for n, p in sam.named_parameters() if not (p.ndim > 1 and "pos" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay}],
-        lr=args.lr,
-        weight_decay=0.0,
-        betas=(0.9, 0.98),
-    )
+    optimizers = make_optimizers(sam, args)
     budget_s = (args.minutes or 0.0) * 60
     start, step, ema_loss, ema_iou = time.perf_counter(), 0, None, None
     bar = tqdm(
@@ -113,8 +149,9 @@ def train(args: argparse.Namespace) -> dict:
         progress = step / args.steps if args.steps else elapsed / budget_s
         if progress >= 1:
             break
-        for group in opt.param_groups:
-            group["lr"] = args.lr * lr_factor(progress, args.warmup)
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["peak_lr"] * lr_factor(progress, args.warmup)
         images, boxes, masks = _batch(train_set, step * args.batch_size, args.batch_size)
         logits = predict_masks(sam, images, boxes)
         aux_weight = max(0.0, 1.0 - progress / args.aux_fraction) if args.aux_fraction else 0.0
@@ -125,10 +162,12 @@ def train(args: argparse.Namespace) -> dict:
                 loss_i = loss_i + aux_weight * balanced_bce(lg, m[:, None])
             losses.append(loss_i)
         loss = torch.stack(losses).mean()
-        opt.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(sam.parameters(), args.clip)
-        opt.step()
+        for opt in optimizers:
+            opt.step()
         with torch.no_grad():
             iou = torch.cat(
                 [iou_score(lg[:, 0] > 0, m > 0.5) for lg, m in zip(logits, masks, strict=True)]
@@ -141,7 +180,7 @@ def train(args: argparse.Namespace) -> dict:
             step=step,
             loss=f"{ema_loss:.3f}",
             iou=f"{ema_iou:.3f}",
-            lr=f"{opt.param_groups[0]['lr']:.1e}",
+            lr=f"{optimizers[-1].param_groups[0]['lr']:.1e}",
         )
     bar.close()
     train_seconds = time.perf_counter() - start
@@ -155,7 +194,9 @@ def train(args: argparse.Namespace) -> dict:
         "seconds": round(train_seconds, 1),
         "seed": args.seed,
         "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
         "lr": args.lr,
+        "muon_lr": args.muon_lr if args.optimizer == "muon" else None,
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
         "jitter_px": args.jitter,
@@ -176,15 +217,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=None, help="default: foundation_checkpoint_path()")
     p.add_argument("--force", action="store_true", help="retrain even if the checkpoint exists")
-    p.add_argument(
-        "--steps", type=int, default=None, help=f"step budget (default {DEFAULT_STEPS})"
-    )
+    p.add_argument("--steps", type=int, default=None, help=f"step budget (default {DEFAULT_STEPS})")
     p.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget instead of --steps"
     )
     p.add_argument("--quick", action="store_true", help="smoke test: 2 steps, 4 held-out images")
     p.add_argument("--batch-size", type=int, default=4, help="images per step (all instances)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument(
+        "--optimizer",
+        choices=("muon", "adamw"),
+        default="muon",
+        help="muon: Muon for Linear weights, AdamW for the rest; adamw: AdamW for all",
+    )
+    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate")
+    p.add_argument("--muon-lr", type=float, default=MUON_LR, help="peak Muon learning rate")
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up fraction of the budget")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")

@@ -163,3 +163,29 @@ def test_pretrain_rejects_bad_budgets():
         pretrain.parse_args(["--steps", "0"])
     with pytest.raises(SystemExit):
         pretrain.parse_args(["--minutes", "-1"])
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "adamw"])
+def test_every_parameter_is_trained_by_exactly_one_optimizer(optimizer):
+    sam = build_sam("tiny")
+    optimizers = pretrain.make_optimizers(sam, pretrain.parse_args(["--optimizer", optimizer]))
+    owned = [id(p) for opt in optimizers for g in opt.param_groups for p in g["params"]]
+    assert sorted(owned) == sorted(id(p) for p in sam.parameters())  # each one exactly once
+    muon = [o for o in optimizers if isinstance(o, torch.optim.Muon)]
+    if optimizer == "adamw":
+        assert muon == [] and len(optimizers) == 1
+        return
+    (muon,) = muon
+    in_muon = {id(p) for g in muon.param_groups for p in g["params"]}
+    linear_layers = [m for m in sam.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(in_muon) == len(linear_layers)  # one matrix per Linear layer...
+    assert all(p.ndim == 2 for p in muon.param_groups[0]["params"])  # ...and nothing else:
+    not_matrices = (torch.nn.Embedding, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    for module in sam.modules():  # no embedding table, convolution kernel or bias
+        for p in module.parameters(recurse=False):
+            assert id(p) not in in_muon or (module.__class__ is torch.nn.Linear and p.ndim == 2)
+        if isinstance(module, not_matrices):
+            assert id(module.weight) not in in_muon
+    encoder = sam.image_encoder  # nor a position table
+    assert id(encoder.pos_embed) not in in_muon
+    assert not any(id(b.attn.rel_pos_h) in in_muon for b in encoder.blocks)
