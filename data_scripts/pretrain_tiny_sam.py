@@ -14,7 +14,7 @@ schedule follows the elapsed fraction of the budget, so a slower machine still e
 result is checked on held-out synthetic images (another seed, tight boxes) and saved atomically
 to ``cobot_lib.models.foundation_checkpoint_path()`` as {"model": state_dict, "meta": {...}}.
 
-    python data_scripts/pretrain_tiny_sam.py             # ~12.5 min on 2 cores, skips if present
+    python data_scripts/pretrain_tiny_sam.py             # ~14 min on 2 cores, skips if present
     python data_scripts/pretrain_tiny_sam.py --quick --out /tmp/t.pt   # a smoke test
 """
 
@@ -39,8 +39,8 @@ from cobot_lib.prompting import predict_masks
 
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out images come from seed + this: never trained on
 # The default budget is a step count, not a time, so that every machine (CI included) builds the
-# same foundation model from the same seed; 2,400 steps of 4 images take about 12.5 minutes on 2
-# quiet cores (about 0.31 s per step).
+# same foundation model from the same seed; 2,400 steps of 4 images take about 14 minutes on 2
+# quiet cores (about 0.35 s per step; Muon's Newton-Schulz steps add about 12 %).
 DEFAULT_STEPS = 2400
 MUON_LR = 4e-3
 
