@@ -1,7 +1,7 @@
 """Where the tiny foundation model loses IoU: the figures behind the README's pretraining notes.
 
 Evaluates the cached foundation checkpoint on the held-out synthetic set that
-``data_scripts/pretrain_tiny_sam.py`` reports on (seed 0 + HELD_OUT_SEED_OFFSET, 200 images,
+``data_scripts/pretrain_tiny_sam.py`` reports on (the checkpoint's held-out seed and image count,
 tight boxes, prediction = upsampled logits > 0) and breaks the per-instance IoU down:
 
 - by object area, next to the most that SAM's 64 x 64 low-resolution logits allow for that
@@ -33,15 +33,24 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.io import imsave
 
-from cobot_lib.data.synthetic import SyntheticShapes, render_shapes
+from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.metrics import iou_score
-from cobot_lib.models import foundation_checkpoint_path, load_foundation_model
+from cobot_lib.models import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    foundation_checkpoint_path,
+    load_foundation_model,
+)
 from cobot_lib.prompting import predict_masks
 
 HERE = Path(__file__).resolve().parent
 AREA_BINS = (0, 400, 1000, 2500, 6000, np.inf)
 CONTRAST_BINS = (0, 0.03, 0.06, 0.1, 0.15, 0.25, np.inf)
 THRESHOLDS = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
+
+
+_MEAN = torch.tensor(PIXEL_MEAN)[:, None, None]
+_STD = torch.tensor(PIXEL_STD)[:, None, None]
 
 
 def _pretrain_module():
@@ -98,18 +107,22 @@ def _overlay(image: np.ndarray, truth: np.ndarray, pred: np.ndarray, box) -> np.
 
 
 @torch.no_grad()
-def collect(images: int = 200, batch_size: int = 8) -> dict[str, np.ndarray]:
-    """Per-instance IoU (at every threshold), area, edge contrast, bound; and the figure tiles."""
-    pretrain = _pretrain_module()
-    seed = pretrain.HELD_OUT_SEED_OFFSET  # the pretraining seed is 0
-    dataset = SyntheticShapes(images, seed=seed, train=False)
+def collect(meta: dict, batch_size: int = 8) -> dict[str, np.ndarray]:
+    """Per-instance IoU (at every threshold), area, edge contrast, bound; and the figure tiles.
+
+    The images are the checkpoint's own held-out set (``meta["held_out_seed"]``, ``meta[
+    "held_out_images"]``), so the mean IoU here must equal the one pretraining reported.
+    """
+    images = int(meta["held_out_images"])
+    dataset = SyntheticShapes(images, seed=int(meta["held_out_seed"]), train=False)
+    batch_of = _pretrain_module()._batch
     sam = load_foundation_model()
     rows, tiles = [], []
     for start in range(0, images, batch_size):
-        batch, boxes, masks = pretrain._batch(dataset, start, min(batch_size, images - start))
+        batch, boxes, masks = batch_of(dataset, start, min(batch_size, images - start))
         logits_per_image = predict_masks(sam, batch, boxes)
         for k, (logits, truth) in enumerate(zip(logits_per_image, masks, strict=True)):
-            rendered, _ = render_shapes(seed, start + k)
+            rendered = ((batch[k] * _STD + _MEAN) / 255.0).numpy()  # the image in [0, 1]
             truth = truth > 0.5
             per_t = [iou_score(logits[:, 0] > t, truth) for t in THRESHOLDS]
             for j in range(len(truth)):
@@ -133,8 +146,7 @@ def collect(images: int = 200, batch_size: int = 8) -> dict[str, np.ndarray]:
     }
 
 
-def report(r: dict) -> str:
-    meta = torch.load(foundation_checkpoint_path(), map_location="cpu", weights_only=True)["meta"]
+def report(r: dict, meta: dict) -> str:
     iou = r["iou"]
     lines = [
         "# Where the tiny foundation model loses IoU (benchmarks/foundation_errors.py)",
@@ -170,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=HERE / "results_foundation.md")
     p.add_argument("--figure", type=Path, default=HERE.parent / "docs/images/foundation_errors.png")
-    p.add_argument("--images", type=int, default=200)
     args = p.parse_args(argv)
-    results = collect(args.images)
-    text = report(results)
+    meta = torch.load(foundation_checkpoint_path(), map_location="cpu", weights_only=True)["meta"]
+    results = collect(meta)
+    text = report(results, meta)
     args.out.write_text(text)
     tiles = results["tiles"]
     if len(tiles) >= 3:
