@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from cobot_lib.config import load_config
+from cobot_lib.backbone.prompting import predict_masks
+from cobot_lib.backbone.sam import build_sam
 from cobot_lib.data.synthetic import SyntheticShapes
-from cobot_lib.engine import collate
-from cobot_lib.models import build_sam
+from cobot_lib.engine.config import load_config
+from cobot_lib.engine.runtime import collate
+from cobot_lib.engine.trainer import Trainer
 from cobot_lib.peft import apply_peft, merge
-from cobot_lib.prompting import predict_masks
-from cobot_lib.train import Trainer
 
 HERE = Path(__file__).resolve().parent
 METHODS = {

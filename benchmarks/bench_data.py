@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
+from cobot_lib.backbone.sam import foundation_checkpoint_path, input_size, load_foundation_model
 from cobot_lib.data import load_dataset
 from cobot_lib.data.demo import DEMO_NAMES, ensure_demo_data
-from cobot_lib.evaluate import evaluate_model
-from cobot_lib.models import foundation_checkpoint_path, input_size, load_foundation_model
+from cobot_lib.engine.evaluation import evaluate_model
 
 HERE = Path(__file__).resolve().parent
 

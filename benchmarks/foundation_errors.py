@@ -33,15 +33,15 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.io import imsave
 
-from cobot_lib.data.synthetic import SyntheticShapes
-from cobot_lib.metrics import iou_score
-from cobot_lib.models import (
+from cobot_lib.backbone.prompting import predict_masks
+from cobot_lib.backbone.sam import (
     PIXEL_MEAN,
     PIXEL_STD,
     foundation_checkpoint_path,
     load_foundation_model,
 )
-from cobot_lib.prompting import predict_masks
+from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.engine.metrics import iou_score
 
 HERE = Path(__file__).resolve().parent
 AREA_BINS = (0, 400, 1000, 2500, 6000, np.inf)

@@ -5,7 +5,7 @@ The library behind the workbook's notebooks: backbones (``build_sam``), PEFT and
 evaluation. See README.md for the reading order.
 """
 
-from .models import build_sam, foundation_checkpoint_path, load_foundation_model
+from .backbone.sam import build_sam, foundation_checkpoint_path, load_foundation_model
 from .peft import (
     CobotConfig,
     PeftConfig,

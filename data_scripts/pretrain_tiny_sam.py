@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cobot_lib.backbone.prompting import predict_masks
+from cobot_lib.backbone.sam import build_sam, foundation_checkpoint_path
 from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.engine.losses import bce_dice_loss
+from cobot_lib.engine.metrics import iou_score
 from cobot_lib.files import atomic_write
-from cobot_lib.losses import bce_dice_loss
-from cobot_lib.metrics import iou_score
-from cobot_lib.models import build_sam, foundation_checkpoint_path
-from cobot_lib.prompting import predict_masks
 
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out images come from seed + this: never trained on
 # The default budget is a step count, not a time, so that every machine (CI included) builds the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cobot_lib.models import build_sam
+from cobot_lib.backbone.sam import build_sam
 
 
 @pytest.fixture(autouse=True)

@@ -14,28 +14,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cobot_lib.ablation_panel import AblationPanel
-from cobot_lib.ablation_report import (
+from cobot_lib.backbone.sam import foundation_checkpoint_path
+from cobot_lib.experiments.ablation_report import (
     TABLE1,
     configurations,
+    grid_specs,
     summary_sentences,
     table_comparison,
     verdict,
 )
-from cobot_lib.ablations import (
+from cobot_lib.experiments.ablations import (
     COLUMNS,
     AblationSpec,
     find_row,
-    grid_specs,
     read_results,
     run_grid,
     run_or_load,
     run_spec,
 )
-from cobot_lib.models import foundation_checkpoint_path
+from cobot_lib.notebook.panel import AblationPanel
 
 CHECKPOINT = "foundation" if foundation_checkpoint_path().is_file() else "random"
-L, D = 12, 128  # the tiny model's blocks and width (cobot_lib.models.SAM_SPECS["tiny"])
+L, D = 12, 128  # the tiny model's blocks and width (cobot_lib.backbone.sam.SAM_SPECS["tiny"])
 
 
 def quick(**kwargs) -> AblationSpec:

@@ -1,4 +1,7 @@
-"""cobot_lib.analysis against independent oracles: scipy, numpy, closed forms, autograd, merge."""
+"""cobot_lib.experiments.analysis against independent oracles.
+
+scipy, numpy, closed forms, autograd, merge.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cobot_lib import apply_peft, merge
-from cobot_lib.analysis import (
+from cobot_lib.experiments.analysis import (
     adapter_views,
     coefficient_table,
     cross_block_share,
@@ -172,7 +175,7 @@ def test_relation_gradients_match_autograd(m, v, seed):
 
 
 def _backward(sam, tiny_batch):
-    from cobot_lib.prompting import predict_masks
+    from cobot_lib.backbone.prompting import predict_masks
 
     images, boxes = tiny_batch
     logits = predict_masks(sam, images[:1], boxes[:1])

@@ -14,9 +14,9 @@ import torch
 from test_peft_behaviour import randomise_adapters
 
 from cobot_lib import apply_peft, unload
+from cobot_lib.algebra.quaternion import hamilton_product
+from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.peft import cobot_bridges, relation_of
-from cobot_lib.prompting import predict_masks
-from cobot_lib.quaternion import hamilton_product
 
 HEADS = [{}, {"head": "linear"}, {"head": "none", "coefficient_sets": "single"}]
 

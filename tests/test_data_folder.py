@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from segment_anything.utils.amg import batched_mask_to_box
 
+from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD
 from cobot_lib.data import (
     FolderDataset,
     PerInstance,
@@ -24,7 +25,6 @@ from cobot_lib.data import (
     write_splits,
 )
 from cobot_lib.data.transforms import preprocess_shape
-from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
 
 S = 64
 

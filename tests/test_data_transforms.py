@@ -20,6 +20,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.amg import batched_mask_to_box
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD
 from cobot_lib.data.transforms import (
     item_rng,
     jitter_boxes,
@@ -34,7 +35,6 @@ from cobot_lib.data.transforms import (
     to_rgb,
     to_uint8_range,
 )
-from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
 
 sizes = st.integers(1, 400)
 FAST = settings(max_examples=40, deadline=None)

@@ -11,18 +11,18 @@ import textwrap
 import pytest
 import torch
 
-from cobot_lib import distributed as dist
+from cobot_lib.engine import distributed as dist
 
 WORKER = textwrap.dedent(
     """
     import sys
     import torch
     torch.set_num_threads(1)
-    from cobot_lib import distributed as dist
-    from cobot_lib.config import load_config
+    from cobot_lib.engine import distributed as dist
+    from cobot_lib.engine.config import load_config
     from cobot_lib.data.synthetic import SyntheticShapes
     from cobot_lib.peft import adapter_state_dict
-    from cobot_lib.train import Trainer
+    from cobot_lib.engine.trainer import Trainer
 
     out = sys.argv[1]
     config = load_config({

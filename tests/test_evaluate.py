@@ -11,11 +11,12 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from cobot_lib import evaluate, train
+from cobot_lib.backbone.sam import build_sam
 from cobot_lib.data import write_dataset_json, write_mask, write_splits
 from cobot_lib.data.layout import write_image
-from cobot_lib.evaluate import evaluate_model, format_mean_std, mean_std, seed_table
-from cobot_lib.models import build_sam
+from cobot_lib.engine import evaluation as evaluate
+from cobot_lib.engine import trainer as train
+from cobot_lib.engine.evaluation import evaluate_model, format_mean_std, mean_std, seed_table
 
 
 @pytest.fixture(autouse=True, scope="module")

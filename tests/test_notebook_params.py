@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cobot_lib.notebook_params import Param, ParameterError, check_params
+from cobot_lib.notebook.params import Param, ParameterError, check_params
 
 SPEC = {
     "model_type": Param(str, choices=("tiny", "vit_b")),

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from cobot_lib import apply_peft, build_sam, load_adapter, merge, save_adapter, unload
+from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.peft import LoRAQKV, cobot_bridges, relation_of
-from cobot_lib.prompting import predict_masks
 
 VARIANTS = [
     ("lora", None),

@@ -1,4 +1,4 @@
-"""cobot_lib.quaternion against independent oracles.
+"""cobot_lib.algebra.quaternion against independent oracles.
 
 Oracles: scipy.spatial.transform.Rotation (composition, apply, matrices, rotation vectors; it
 stores quaternions scalar-LAST, x y z w), the basis rules of the quaternions, the norm's
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.transform import Rotation
 
-from cobot_lib.quaternion import (
+from cobot_lib.algebra.quaternion import (
     QuaternionLinear,
     conjugate,
     from_axis_angle,

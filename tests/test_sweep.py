@@ -1,4 +1,4 @@
-"""cobot_lib.sweep: grid expansion, slugs, bad grids, tables, and a resumable papermill sweep."""
+"""cobot_lib.experiments.sweep: grid expansion, slugs, bad grids, tables, a resumable sweep."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cobot_lib.sweep import (
+from cobot_lib.experiments.sweep import (
     Sweep,
     SweepError,
     collect,
@@ -26,7 +26,7 @@ from cobot_lib.sweep import (
     run_slug,
     run_sweep,
 )
-from cobot_lib.sweep_tables import results_markdown, summarise
+from cobot_lib.experiments.tables import results_markdown, summarise
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ["seconds", "train_seconds"]
@@ -86,7 +86,7 @@ def test_slug_is_pinned_and_the_same_in_another_process() -> None:
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
     assert run_slug(PARAMS) == f"nuclei-lora-cobot-lr0.001-s2-{digest}"
     assert digest == "16e521fc13"
-    code = "from cobot_lib.sweep import run_slug; import json, sys; "
+    code = "from cobot_lib.experiments.sweep import run_slug; import json, sys; "
     code += "print(run_slug(json.loads(sys.argv[1])))"
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(dict(reversed(list(PARAMS.items()))))],

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision.ops import masks_to_boxes
 
+from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD, build_sam
 from cobot_lib.data.synthetic import SyntheticShapes, render_shapes
-from cobot_lib.models import PIXEL_MEAN, PIXEL_STD, build_sam
 
 
 def test_same_seed_and_index_give_the_same_item():

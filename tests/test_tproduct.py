@@ -1,4 +1,4 @@
-"""cobot_lib.tproduct against independent oracles.
+"""cobot_lib.algebra.tproduct against independent oracles.
 
 Oracles: a numpy loop over the circular convolution of the frontal slices (the T-product written
 from its definition, not from bcirc), numpy's FFT, scipy.linalg.circulant for the block structure,
@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cobot_lib.tproduct import (
+from cobot_lib.algebra.tproduct import (
     bcirc,
     check_invertible,
     dft_matrix,

@@ -13,18 +13,23 @@ import os
 import pytest
 import torch
 
-from cobot_lib.checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_save, load_checkpoint
-from cobot_lib.config import ConfigError, load_config
+from cobot_lib.backbone.sam import SamSpec, _assemble
 from cobot_lib.data.synthetic import SyntheticShapes
-from cobot_lib.engine import (
+from cobot_lib.engine.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+)
+from cobot_lib.engine.config import ConfigError, load_config
+from cobot_lib.engine.runtime import (
     EmbeddingCache,
     PromptedSam,
     disable_activation_checkpointing,
     enable_activation_checkpointing,
 )
-from cobot_lib.models import SamSpec, _assemble
+from cobot_lib.engine.trainer import NonFiniteLossError, Trainer
 from cobot_lib.peft import adapter_state_dict
-from cobot_lib.train import NonFiniteLossError, Trainer
 
 
 def _config(tmp_path, name="run", **sections):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cobot_lib.checkpoint import fingerprint, fingerprint_diff
-from cobot_lib.config import PAPER_DEFAULTS, ConfigError, TrainConfig, load_config
+from cobot_lib.engine.checkpoint import fingerprint, fingerprint_diff
+from cobot_lib.engine.config import PAPER_DEFAULTS, ConfigError, TrainConfig, load_config
 from cobot_lib.peft import CobotConfig, PeftConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -134,7 +134,7 @@ def test_fingerprint_tracks_what_decides_the_weights():
 
 
 def test_override_none_is_the_head_value_and_null_is_none():
-    from cobot_lib.config import apply_overrides
+    from cobot_lib.engine.config import apply_overrides
 
     data = apply_overrides({}, ["peft.cobot.head=none", "model.checkpoint=null"])
     assert data == {"peft": {"cobot": {"head": "none"}}, "model": {"checkpoint": None}}

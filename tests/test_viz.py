@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cobot_lib import viz
+from cobot_lib.notebook import viz
 
 
 @pytest.mark.parametrize("cols", [2, 3, 4])

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cobot_lib.walkthrough import estimate_remaining, expected_seconds, main
+from cobot_lib.notebook.walkthrough import estimate_remaining, expected_seconds, main
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
@@ -173,7 +173,7 @@ def test_expected_seconds_from_nbclient_timestamps(tmp_path):
 
 
 def test_ctrl_c_writes_the_summary_and_exits_130(notebooks, tmp_path, monkeypatch):
-    import cobot_lib.walkthrough as wt
+    import cobot_lib.notebook.walkthrough as wt
 
     calls = []
 

@@ -19,8 +19,8 @@ import torch
 from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
-from cobot_lib.data.transforms import item_rng, jitter_boxes, tight_boxes
-from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
+from ..backbone.sam import PIXEL_MEAN, PIXEL_STD
+from .transforms import item_rng, jitter_boxes, tight_boxes
 
 __all__ = ["render_shapes", "SyntheticShapes"]
 

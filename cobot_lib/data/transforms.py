@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cobot_lib.models import PIXEL_MEAN, PIXEL_STD
+from ..backbone.sam import PIXEL_MEAN, PIXEL_STD
 
 __all__ = [
     "preprocess_shape",

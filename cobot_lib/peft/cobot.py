@@ -27,8 +27,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..quaternion import QuaternionLinear, block_matrix
-from ..tproduct import mode3_product
+from ..algebra.quaternion import QuaternionLinear, block_matrix
+from ..algebra.tproduct import mode3_product
 from .config import CobotConfig
 
 __all__ = ["RelationMatrix", "CobotBridge"]

@@ -24,6 +24,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from ..peft import CobotConfig, PeftConfig
+
 __all__ = [
     "PAPER_DEFAULTS",
     "MISSING",
@@ -241,8 +243,6 @@ class TrainConfig:
 
     def peft_config(self):
         """The ``cobot_lib.peft.PeftConfig`` this run applies (its checks raise ConfigError)."""
-        from .peft import CobotConfig, PeftConfig
-
         p, c = self.peft, self.peft.cobot
         try:
             switches = CobotConfig(c.coefficient_sets, c.relation, c.head, c.head_init, c.seed)

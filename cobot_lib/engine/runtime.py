@@ -24,10 +24,12 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..backbone.prompting import decode_boxes, encode_images
+from ..backbone.sam import build_sam, input_size, load_foundation_model
+from ..data import load_dataset
+from ..data.demo import ensure_demo_data
+from ..peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
 from .config import ConfigError, TrainConfig
-from .models import build_sam, input_size, load_foundation_model
-from .peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
-from .prompting import decode_boxes, encode_images
 
 __all__ = [
     "seed_everything",
@@ -235,15 +237,12 @@ def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple
 
 def _resolve_root(root: str) -> Path:
     if root.startswith("demo:"):
-        from .data.demo import ensure_demo_data
-
         return Path(ensure_demo_data(root.split(":", 1)[1]))
     return Path(root)
 
 
 def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
     """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false)."""
-    from .data import load_dataset
 
     if config.data.root is None:
         raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")

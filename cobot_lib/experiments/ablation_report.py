@@ -18,17 +18,22 @@ row, in percentage points), because a tiny SAM on 36 images cannot reach the pap
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 from plotly.subplots import make_subplots
 
-from .ablations import GRID_STEPS, AblationSpec, select
-from .evaluate import mean_std
+from ..engine.evaluation import mean_std
+from .ablations import DATASETS, GRID_STEPS, AblationSpec, run_grid, select
 
 __all__ = [
     "PAIRS",
@@ -39,6 +44,8 @@ __all__ = [
     "PAPER_TABLE2",
     "PAPER_TABLE3",
     "configurations",
+    "grid_specs",
+    "main",
     "verdict",
     "seed_scores",
     "table_comparison",
@@ -305,3 +312,49 @@ def fig5_figure(fig5: pd.DataFrame) -> go.Figure:
     fig.update_layout(title="Fig. 5 in miniature: hidden size V", height=420,
                       yaxis_title="mIoU (nuclei) / DSC (mri), %")  # fmt: skip
     return fig
+
+
+def grid_specs(
+    datasets: Iterable[str] = DATASETS,
+    seeds: Iterable[int] = (0, 1, 2),
+    steps: int = GRID_STEPS,
+    checkpoint: str = "foundation",
+    ranks: Iterable[int] = (4, 8, 16, 32),
+) -> list[AblationSpec]:
+    """Every run of Tables 1-3 and Fig. 5 (base Adaptformer), without duplicates.
+
+    Table 1: baseline, CoS, HL, CoS+HL, CoS+RM, CoS+RM+HL (METHOD.md section 4: RM off = S
+    identity, HL off = W identity, CoS off = lambda_LM only); Table 2: RM fixed; Table 3: a dense
+    linear head; Fig. 5: baseline and full COBOT at each V in ``ranks``.
+    """
+    specs: dict[tuple, AblationSpec] = {}
+    for dataset in datasets:
+        for seed in seeds:
+            for base in configurations(ranks):
+                spec = replace(base, dataset=dataset, seed=seed, steps=steps, checkpoint=checkpoint)
+                specs.setdefault(spec.key(), spec)
+    return list(specs.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: run the ablation grid into a CSV (resumable) and write its markdown summary."""
+    parser = argparse.ArgumentParser(prog="python -m cobot_lib.ablations", description=main.__doc__)
+    parser.add_argument("--out", default="docs/results/ablations_demo.csv", help="results CSV")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=GRID_STEPS, help="optimiser steps per run")
+    parser.add_argument("--ranks", nargs="+", type=int, default=[4, 8, 16, 32], help="V of Fig. 5")
+    parser.add_argument("--checkpoint", default="foundation", choices=("foundation", "random"))
+    parser.add_argument("--markdown", default=None, help="summary (default: OUT with .md)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        specs = grid_specs(args.datasets, args.seeds, args.steps, args.checkpoint, args.ranks)
+        table = run_grid(args.out, specs)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    md = Path(args.markdown or Path(args.out).with_suffix(".md"))
+    md.write_text(markdown_report(table, Path(args.out).name, args.steps, args.checkpoint))
+    print(f"{len(table)} rows in {args.out}; summary in {md}")
+    return 0

@@ -1,6 +1,6 @@
 """The ablation panel of notebook 05: pick a configuration, click "Run", watch the bars move.
 
-    from cobot_lib.ablation_panel import AblationPanel
+    from cobot_lib.notebook.panel import AblationPanel
     panel = AblationPanel(read_results("docs/results/ablations_demo.csv"))
     panel            # displays: switches, "Run", a plotly FigureWidget and a results table
 
@@ -22,7 +22,14 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
-from .ablations import COLUMNS, DATASETS, GRID_STEPS, AblationSpec, run_or_load
+from ..experiments.ablations import (
+    COLUMNS,
+    DATASETS,
+    GRID_STEPS,
+    AblationSpec,
+    find_row,
+    run_or_load,
+)
 
 __all__ = ["AblationPanel", "RANKS"]
 
@@ -164,8 +171,6 @@ class AblationPanel:
 
     def show_stored(self) -> bool:
         """Show the widgets' configuration if the table holds all its seeds (no training)."""
-        from .ablations import find_row
-
         rows = [find_row(self.results, self.spec(seed)) for seed in range(self.seeds.value)]
         if any(r is None for r in rows):
             self._say("choose a configuration and click Run")

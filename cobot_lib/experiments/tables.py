@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .evaluate import format_mean_std, mean_std, seed_table
+from ..engine.evaluation import format_mean_std, mean_std, seed_table
 
 __all__ = [
     "GROUP_COLUMNS",

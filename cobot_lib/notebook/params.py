@@ -3,7 +3,7 @@
 Papermill injects parameters as plain assignments, so a typo (``steps="50"``, ``method="lorra"``)
 would otherwise surface deep inside training. Every notebook declares what it accepts and calls
 
-    from cobot_lib.notebook_params import Param, check_params
+    from cobot_lib.notebook.params import Param, check_params
     check_params(globals(), {
         "model_type": Param(str, choices=("tiny", "vit_b")),
         "steps": Param(int, minimum=1),

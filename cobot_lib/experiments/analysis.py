@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
-from .losses import bce_dice_loss
-from .peft import AdaptformerMLP, LoRAQKV, peft_config_of, relation_of
-from .prompting import predict_masks
+from ..backbone.prompting import predict_masks
+from ..engine.losses import bce_dice_loss
+from ..peft import AdaptformerMLP, LoRAQKV, peft_config_of, relation_of
 
 __all__ = [
     "principal_angles",

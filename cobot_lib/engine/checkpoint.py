@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..files import atomic_write
+from ..peft import adapter_state_dict
 from .config import ConfigError, TrainConfig, config_from_dict
-from .files import atomic_write
-from .peft import adapter_state_dict
 
 __all__ = [
     "CHECKPOINT_NAME",
