@@ -2,11 +2,13 @@
 """One entry point for a newcomer, standard library only (works on a machine with only Python).
 
     python3 workbook.py test   # create .venv, install everything, lint, run all tests and notebooks
+    python3 workbook.py test --slow   # ... and rebuild the foundation model (~25 min on 1 thread)
     python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 06)
     python3 workbook.py setup  # only create .venv and install
 
 The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml) makes a
-second call skip the install.
+second call skip the install. Neither command pretrains: the tiny foundation model ships with the
+repository (cobot_lib/backbone/weights/, checked by its card's SHA-256).
 """
 
 from __future__ import annotations
@@ -57,13 +59,6 @@ def setup() -> None:
     say(f"installed in {time.time() - start:.0f} s")
 
 
-def ensure_foundation_model() -> None:
-    """Pretrain the tiny foundation SAM once (cached in ~/.cache/cobot_lib or $COBOT_CACHE)."""
-    script = ROOT / "data_scripts" / "pretrain_tiny_sam.py"
-    if script.exists():
-        run(PYTHON, script)
-
-
 def ensure_browser() -> None:
     """Debian's Chromium for tests/browser (never a downloaded browser); apt-get as root."""
     if Path(os.environ.get("COBOT_CHROMIUM", "/usr/bin/chromium")).is_file():
@@ -77,16 +72,16 @@ def ensure_browser() -> None:
 
 
 def test() -> None:
+    """Lint, then pytest; ``--slow`` becomes pytest's ``--rebuild`` (the opt-in full rebuild)."""
     setup()
     run(PYTHON, "-m", "ruff", "check", ".")
-    ensure_foundation_model()
     ensure_browser()
-    run(PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[2:])
+    extra = ["--rebuild" if arg == "--slow" else arg for arg in sys.argv[2:]]
+    run(PYTHON, "-m", "pytest", "-p", "no:cacheprovider", *extra)
 
 
 def main_job() -> None:
     setup()
-    ensure_foundation_model()
     run(PYTHON, "-m", "cobot_lib.walkthrough", *sys.argv[2:])
 
 

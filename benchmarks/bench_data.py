@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from cobot_lib.backbone.sam import foundation_checkpoint_path, input_size, load_foundation_model
+from cobot_lib.backbone.foundation import foundation_checkpoint_path, load_foundation_model, read_card
+from cobot_lib.backbone.sam import input_size
 from cobot_lib.data import load_dataset
 from cobot_lib.data.demo import DEMO_NAMES, ensure_demo_data
 from cobot_lib.engine.evaluation import evaluate_model
@@ -73,13 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         results["load_ms"][name] = {"median": median, "p90": p90, "n": len(times)}
         lines.append(f"| {name} | {median:.1f} | {p90:.1f} | {len(times)} |")
     if foundation_checkpoint_path().is_file():
-        meta = torch.load(foundation_checkpoint_path(), map_location="cpu", weights_only=True)
-        meta = meta.get("meta", {})
+        meta = read_card(foundation_checkpoint_path())
         lines += [
             "",
             "Tiny foundation model (`data_scripts/pretrain_tiny_sam.py`): held-out synthetic "
             f"mIoU {meta.get('held_out_miou', float('nan')):.3f} after {meta.get('steps')} steps "
-            f"in {meta.get('seconds')} s. Zero-shot on the demo test splits (tight boxes):",
+            f"in {meta.get('seconds')} s (model card). Zero-shot on the demo test splits (tight boxes):",
             "",
             "| demo set | instances | mIoU | mean DSC |",
             "|---|---|---|---|",

@@ -34,12 +34,8 @@ from scipy import ndimage
 from skimage.io import imsave
 
 from cobot_lib.backbone.prompting import predict_masks
-from cobot_lib.backbone.sam import (
-    PIXEL_MEAN,
-    PIXEL_STD,
-    foundation_checkpoint_path,
-    load_foundation_model,
-)
+from cobot_lib.backbone.foundation import load_foundation_model, verify_foundation
+from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.engine.metrics import iou_score
 
@@ -183,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "results_foundation.md")
     p.add_argument("--figure", type=Path, default=HERE.parent / "docs/images/foundation_errors.png")
     args = p.parse_args(argv)
-    meta = torch.load(foundation_checkpoint_path(), map_location="cpu", weights_only=True)["meta"]
+    meta = verify_foundation()  # the model card: held-out seed and size, steps, ...
     results = collect(meta)
     text = report(results, meta)
     args.out.write_text(text)

@@ -5,7 +5,8 @@ The library behind the workbook's notebooks: backbones (``build_sam``), PEFT and
 evaluation. See README.md for the reading order.
 """
 
-from .backbone.sam import build_sam, foundation_checkpoint_path, load_foundation_model
+from .backbone.foundation import foundation_checkpoint_path, load_foundation_model
+from .backbone.sam import build_sam
 from .peft import (
     CobotConfig,
     PeftConfig,

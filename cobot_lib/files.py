@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "cache_dir"]
 
 
 def atomic_write(
@@ -46,3 +46,8 @@ def atomic_write(
         finally:
             os.close(fd)
     return path
+
+
+def cache_dir() -> Path:
+    """Where downloaded, pretrained or derived files live: $COBOT_CACHE or ~/.cache/cobot_lib."""
+    return Path(os.environ.get("COBOT_CACHE", Path.home() / ".cache" / "cobot_lib"))

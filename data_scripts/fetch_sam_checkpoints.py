@@ -21,8 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cobot_lib.backbone.sam import cache_dir
 from cobot_lib.data.download import download, verify_file
+from cobot_lib.files import cache_dir
 
 BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 CHECKPOINTS: dict[str, dict[str, str]] = {

@@ -12,37 +12,57 @@ The budget is a number of steps (``--steps``, the default: the schedule is a fun
 step, so the run is reproducible from ``--seed``) or a wall-clock time (``--minutes``: the
 schedule follows the elapsed fraction of the budget, so a slower machine still ends its cosine). The
 result is checked on held-out synthetic images (another seed, tight boxes) and saved atomically
-to ``cobot_lib.models.foundation_checkpoint_path()`` as {"model": state_dict, "meta": {...}}.
+as safetensors with a model card beside it (``cobot_lib.backbone.foundation``: recipe, steps,
+seed, held-out score, SHA-256, torch version, CPU, the exact command). The default output is
+the cache (``rebuilt_foundation_path()``, used when ``COBOT_FOUNDATION=cache``); the model the
+repository ships was written with ``--out`` pointing at ``cobot_lib/backbone/weights/`` (its
+card records the command).
 
-    python data_scripts/pretrain_tiny_sam.py             # ~14 min on 2 cores, skips if present
-    python data_scripts/pretrain_tiny_sam.py --quick --out /tmp/t.pt   # a smoke test
+    python data_scripts/pretrain_tiny_sam.py                 # ~25 min on 1 thread; skips if present
+    python data_scripts/pretrain_tiny_sam.py --quick --out /tmp/t.safetensors   # a smoke test
+
+Newton-Schulz (Muon's orthogonalisation) runs in fp32 on the CPU and in bf16 on CUDA
+(``--newton-schulz-dtype``); a CPU without native bf16 would emulate bf16 at ~34x the cost.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm import tqdm
 
+from cobot_lib.backbone.foundation import (
+    FOUNDATION_RECIPE,
+    card_path,
+    rebuilt_foundation_path,
+    sha256_of,
+)
 from cobot_lib.backbone.prompting import predict_masks
-from cobot_lib.backbone.sam import build_sam, foundation_checkpoint_path
+from cobot_lib.backbone.sam import build_sam
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.engine.losses import bce_dice_loss
 from cobot_lib.engine.metrics import iou_score
+from cobot_lib.engine.muon import Muon
 from cobot_lib.files import atomic_write
+from cobot_lib.machine import cpu_name, set_threads
 
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out images come from seed + this: never trained on
 # The default budget is a step count, not a time, so that every machine (CI included) builds the
-# same foundation model from the same seed; 2,400 steps of 4 images take about 14 minutes on 2
-# quiet cores (about 0.35 s per step; Muon's Newton-Schulz steps add about 12 %).
+# same foundation model from the same seed (on one CPU kind and thread count; across them it
+# agrees within the tolerance that the slow rebuild test states); 2,400 steps of 4 images take
+# about 14 minutes on 2 quiet cores.
 DEFAULT_STEPS = 2400
 MUON_LR = 4e-3
+NS_DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def lr_factor(progress: float, warmup: float) -> float:
@@ -72,15 +92,15 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def make_optimizers(sam: torch.nn.Module, args: argparse.Namespace) -> list[torch.optim.Optimizer]:
     """Muon for the weight matrices of every ``nn.Linear``, AdamW for all other parameters.
 
-    Muon (Jordan et al., 2024; ``torch.optim.Muon``) replaces a matrix's momentum by its nearest
-    semi-orthogonal matrix (five Newton-Schulz steps), so every direction of the update moves at
-    the same rate; with the "match_rms_adamw" scaling its learning rate is on AdamW's scale. It
-    is the one change that made the tiny SAM learn markedly faster per step on 2 cores (0.784 at
-    the default lr 4e-3 vs 0.712 with AdamW alone, held-out mIoU at a quarter of the budget;
-    README). Convolutions, embeddings, positional
-    tables, norms and biases are not hidden-layer matrices and stay with AdamW. With
-    ``--optimizer adamw`` every parameter uses AdamW, the recipe before Muon. Each parameter
-    group carries its ``peak_lr`` for the schedule.
+    Muon (Jordan et al., 2024; ``cobot_lib.engine.muon.Muon``) replaces a matrix's momentum by
+    its nearest semi-orthogonal matrix (five Newton-Schulz steps), so every direction of the
+    update moves at the same rate; with the "match_rms_adamw" scaling its learning rate is on
+    AdamW's scale. It is the one change that made the tiny SAM learn markedly faster per step on
+    2 cores (0.784 at the default lr 4e-3 vs 0.712 with AdamW alone, held-out mIoU at a quarter
+    of the budget; README). Convolutions, embeddings, positional tables, norms and biases are
+    not hidden-layer matrices and stay with AdamW. With ``--optimizer adamw`` every parameter
+    uses AdamW, the recipe before Muon. Each parameter group carries its ``peak_lr`` for the
+    schedule.
     """
     linear = {id(m.weight) for m in sam.modules() if isinstance(m, torch.nn.Linear)}
     use_muon = args.optimizer == "muon"
@@ -102,11 +122,12 @@ def make_optimizers(sam: torch.nn.Module, args: argparse.Namespace) -> list[torc
     )
     if not use_muon:
         return [adamw]
-    muon = torch.optim.Muon(
+    muon = Muon(
         [{"params": matrices, "peak_lr": args.muon_lr}],
         lr=args.muon_lr,
         weight_decay=args.weight_decay,
         adjust_lr_fn="match_rms_adamw",
+        ns_dtype=NS_DTYPES[args.newton_schulz_dtype],
     )
     return [adamw, muon]
 
@@ -122,15 +143,16 @@ def _batch(dataset: SyntheticShapes, start: int, size: int) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def evaluate(sam, dataset: SyntheticShapes, batch_size: int = 8) -> float:
-    """Mean IoU over every instance of ``dataset`` (prediction: logits > 0 at the input size)."""
+def evaluate(sam, dataset: SyntheticShapes, batch_size: int = 8) -> tuple[float, int]:
+    """(mean IoU, instances) over every instance of ``dataset`` (logits > 0 at input size)."""
     sam.eval()
     scores = []
     for start in range(0, len(dataset), batch_size):
         images, boxes, masks = _batch(dataset, start, min(batch_size, len(dataset) - start))
         for logits, target in zip(predict_masks(sam, images, boxes), masks, strict=True):
             scores.append(iou_score(logits[:, 0] > 0, target > 0.5))
-    return torch.cat(scores).mean().item()
+    scores = torch.cat(scores)
+    return scores.mean().item(), len(scores)
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -142,6 +164,7 @@ def train(args: argparse.Namespace) -> dict:
     optimizers = make_optimizers(sam, args)
     budget_s = (args.minutes or 0.0) * 60
     start, step, ema_loss, ema_iou = time.perf_counter(), 0, None, None
+    step_losses: list[float] = []
     bar = tqdm(
         total=args.steps if args.steps else int(budget_s), unit="step" if args.steps else "s"
     )
@@ -173,6 +196,7 @@ def train(args: argparse.Namespace) -> dict:
             iou = torch.cat(
                 [iou_score(lg[:, 0] > 0, m > 0.5) for lg, m in zip(logits, masks, strict=True)]
             ).mean()
+        step_losses.append(loss.item())
         ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
         ema_iou = iou.item() if ema_iou is None else 0.98 * ema_iou + 0.02 * iou.item()
         step += 1
@@ -185,13 +209,17 @@ def train(args: argparse.Namespace) -> dict:
         )
     bar.close()
     train_seconds = time.perf_counter() - start
-    miou = evaluate(sam, held_out)
+    miou, instances = evaluate(sam, held_out)
     meta = {
+        "recipe": FOUNDATION_RECIPE,
         "held_out_miou": miou,
+        "held_out_instances": instances,
         "held_out_images": args.eval_images,
         "held_out_seed": args.seed + HELD_OUT_SEED_OFFSET,
         "steps": step,
         "images_seen": step * args.batch_size,
+        "loss_first_10": sum(step_losses[:10]) / len(step_losses[:10]),
+        "loss_last_10": sum(step_losses[-10:]) / len(step_losses[-10:]),
         "seconds": round(train_seconds, 1),
         "seed": args.seed,
         "batch_size": args.batch_size,
@@ -202,21 +230,30 @@ def train(args: argparse.Namespace) -> dict:
         "weight_decay": args.weight_decay,
         "jitter_px": args.jitter,
         "aux_fraction": args.aux_fraction,
+        "newton_schulz_dtype": args.newton_schulz_dtype,
         "budget": f"{args.steps} steps" if args.steps else f"{args.minutes} minutes",
         "torch_version": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
     }
     return {"model": sam.state_dict(), "meta": meta}
 
 
-def save_atomic(checkpoint: dict, out: Path) -> None:
-    """Write a temporary file beside ``out``, then rename it: a crash never leaves half a file."""
-    atomic_write(out, lambda tmp: torch.save(checkpoint, tmp))
+def save_model(checkpoint: dict, out: Path, command: str) -> dict:
+    """Weights as safetensors at ``out`` and the model card (meta + SHA-256 + command) beside
+    it, each written atomically (the card last, so a card always describes whole weights)."""
+    state = {k: v.contiguous() for k, v in checkpoint["model"].items()}
+    atomic_write(out, lambda tmp: save_file(state, str(tmp)))
+    card = {**checkpoint["meta"], "sha256": sha256_of(out), "command": command}
+    atomic_write(card_path(out), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
+    return card
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=None, help="default: foundation_checkpoint_path()")
+    p.add_argument(
+        "--out", type=Path, default=None, help="a .safetensors path (default: the cache's)"
+    )
     p.add_argument("--force", action="store_true", help="retrain even if the checkpoint exists")
     p.add_argument("--steps", type=int, default=None, help=f"step budget (default {DEFAULT_STEPS})")
     p.add_argument(
@@ -242,7 +279,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--images", type=int, default=100_000, help="training images (by index)")
     p.add_argument("--eval-images", type=int, default=200, help="held-out images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--newton-schulz-dtype",
+        choices=tuple(NS_DTYPES),
+        default="auto",
+        help="Muon's orthogonalisation precision (auto: bf16 on CUDA, fp32 on the CPU)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: cobot_lib.machine)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.eval_images, args.batch_size = args.steps or 2, 4, 2
@@ -252,6 +297,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--steps must be >= 1, got {args.steps}")
     if args.minutes is not None and args.minutes <= 0:
         p.error(f"--minutes must be > 0, got {args.minutes}")
+    if args.out is not None and args.out.suffix != ".safetensors":
+        p.error(f"--out must end in .safetensors (the card goes beside it), got {args.out}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     return args
@@ -259,15 +308,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = args.out or foundation_checkpoint_path()
+    out = args.out or rebuilt_foundation_path()
     if out.exists() and not args.force:
         print(f"{out} exists; not retraining (use --force)")
         return 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    command = shlex.join(["python", "data_scripts/pretrain_tiny_sam.py", *(argv or sys.argv[1:])])
     checkpoint = train(args)
-    save_atomic(checkpoint, out)
-    meta = checkpoint["meta"]
+    meta = save_model(checkpoint, out, command)
     print(
         f"held-out synthetic mIoU {meta['held_out_miou']:.4f} ({meta['held_out_images']} images, "
         f"tight boxes) after {meta['steps']} steps in {meta['seconds']:.0f} s; saved to {out}"

@@ -29,3 +29,22 @@ def tiny_batch():
         torch.tensor([[5.0, 5.0, 250.0, 250.0], [100.0, 40.0, 140.0, 90.0], [60, 60, 61, 61]]),
     ]
     return images, boxes
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--rebuild",
+        action="store_true",
+        help="also run the opt-in rebuild tests (a full pretraining, ~25 min); "
+        "`python3 workbook.py test --slow` passes it",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the rebuild tests unless --rebuild is given."""
+    if config.getoption("--rebuild"):
+        return
+    kept = [item for item in items if "rebuild" not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if "rebuild" in i.keywords])
+        items[:] = kept

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cobot_lib.backbone.sam import foundation_checkpoint_path
+from cobot_lib.backbone.foundation import foundation_checkpoint_path
 from cobot_lib.experiments.ablation_report import (
     TABLE1,
     configurations,

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load_file
 from torchvision.ops import masks_to_boxes
 
+from cobot_lib.backbone.foundation import FOUNDATION_RECIPE, read_card, sha256_of, verify_foundation
 from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD, build_sam
 from cobot_lib.data.synthetic import SyntheticShapes, render_shapes
 
@@ -105,37 +107,57 @@ pretrain = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(pretrain)
 
 
-def test_pretrain_quick_mode_writes_a_loadable_checkpoint_and_then_skips(tmp_path, capsys):
-    out = tmp_path / "cache" / "tiny.pt"
+def test_pretrain_quick_mode_writes_weights_and_card_and_then_skips(tmp_path, capsys):
+    out = tmp_path / "cache" / "tiny.safetensors"
     assert pretrain.main(["--quick", "--steps", "2", "--out", str(out), "--seed", "3"]) == 0
-    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.pt"]  # no temporary left
-    ckpt = torch.load(out, map_location="cpu", weights_only=True)
-    meta = ckpt["meta"]
-    assert meta["steps"] == 2 and meta["seed"] == 3
-    assert 0.0 <= meta["held_out_miou"] <= 1.0
-    assert meta["torch_version"] == str(torch.__version__)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
+    card = verify_foundation(out)  # recipe, keys and SHA-256 all check out
+    assert card["steps"] == 2 and card["seed"] == 3 and card["recipe"] == FOUNDATION_RECIPE
+    assert 0.0 <= card["held_out_miou"] <= 1.0 and card["held_out_instances"] > 0
+    assert card["torch_version"] == str(torch.__version__)
+    assert card["command"].endswith(f"--quick --steps 2 --out {out} --seed 3")
+    assert card["newton_schulz_dtype"] == "auto"
     sam = build_sam("tiny", out)  # the library's loader accepts it
+    stored = load_file(out)
     for name, value in sam.state_dict().items():
-        assert torch.equal(value, ckpt["model"][name])
+        assert torch.equal(value, stored[name])
     assert "held-out synthetic mIoU" in capsys.readouterr().out
     stamp = out.stat().st_mtime_ns
     assert pretrain.main(["--quick", "--out", str(out)]) == 0  # present: not retrained
     assert out.stat().st_mtime_ns == stamp and "exists" in capsys.readouterr().out
 
 
-def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    out = tmp_path / "ckpt.pt"
-    pretrain.save_atomic({"a": torch.ones(2)}, out)
+def test_pretraining_smoke_loss_falls(tmp_path):
+    """Tens of steps of the real recipe (Eq. 22 alone: the fading balanced-BCE term is off, so a
+    falling loss is learning, not the term's weight going to zero)."""
+    out = tmp_path / "smoke.safetensors"
+    argv = ["--steps", "40", "--batch-size", "2", "--eval-images", "2", "--aux-fraction", "0"]
+    assert pretrain.main([*argv, "--out", str(out), "--threads", "1"]) == 0
+    card = read_card(out)
+    assert card["loss_last_10"] < 0.8 * card["loss_first_10"], card
 
-    def broken_save(obj, path):
+
+def test_pretrain_rejects_a_pickle_output_name(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--out", str(tmp_path / "model.pt")])
+    assert "--out must end in .safetensors" in capsys.readouterr().err
+
+
+def test_save_model_keeps_the_old_files_when_writing_fails(tmp_path, monkeypatch):
+    out = tmp_path / "m.safetensors"
+    meta = {"recipe": 3, "held_out_miou": 0.5, "held_out_instances": 1, "steps": 1, "seed": 0}
+    first = pretrain.save_model({"model": {"a": torch.ones(2)}, "meta": meta}, out, "cmd")
+
+    def broken_save(tensors, path):
         Path(path).write_bytes(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pretrain.torch, "save", broken_save)
+    monkeypatch.setattr(pretrain, "save_file", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        pretrain.save_atomic({"a": torch.zeros(2)}, out)
-    assert torch.equal(torch.load(out, weights_only=True)["a"], torch.ones(2))
-    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+        pretrain.save_model({"model": {"a": torch.zeros(2)}, "meta": meta}, out, "cmd")
+    assert torch.equal(load_file(out)["a"], torch.ones(2))
+    assert read_card(out)["sha256"] == first["sha256"] == sha256_of(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
 
 
 def test_lr_schedule_is_linear_warmup_then_half_cosine():

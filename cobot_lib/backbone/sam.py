@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from segment_anything.modeling import (
     ImageEncoderViT,
     MaskDecoder,
@@ -31,8 +32,7 @@ __all__ = [
     "MODEL_TYPES",
     "build_sam",
     "input_size",
-    "foundation_checkpoint_path",
-    "load_foundation_model",
+    "spec_dict",
 ]
 
 
@@ -142,15 +142,22 @@ def _describe_state(state: dict[str, torch.Tensor]) -> str:
 
 
 def _read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``.pth`` read with ``weights_only=True``
+    (never unpickling code)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SAM checkpoint not found: {path} (give the path of a .pth file)")
+        raise FileNotFoundError(
+            f"SAM checkpoint not found: {path} (give the path of a .pth or .safetensors file)"
+        )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch and safetensors raise several types for corrupt files
         raise ValueError(f"could not read SAM checkpoint {path}: {exc}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # our own foundation checkpoints also store metadata
+        state = state["model"]  # checkpoints that also store metadata
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} is not a SAM state dict (expected a mapping of name -> tensor)")
     return state
@@ -181,32 +188,6 @@ def build_sam(model_type: str, checkpoint: str | os.PathLike | None = None) -> S
             )
         sam.load_state_dict(state)
     return sam.eval()
-
-
-def cache_dir() -> Path:
-    """Where downloaded or pretrained artefacts live: $COBOT_CACHE or ~/.cache/cobot_lib."""
-    return Path(os.environ.get("COBOT_CACHE", Path.home() / ".cache" / "cobot_lib"))
-
-
-# Bumped whenever data_scripts/pretrain_tiny_sam.py's default recipe changes, so that a cache
-# built by an older recipe is not mistaken for the current model. 2: Muon for linear layers.
-FOUNDATION_RECIPE = 2
-
-
-def foundation_checkpoint_path() -> Path:
-    """Path of the pretrained tiny SAM that the CPU notebooks adapt (one file per recipe)."""
-    return cache_dir() / f"tiny_sam_foundation_r{FOUNDATION_RECIPE}.pt"
-
-
-def load_foundation_model() -> Sam:
-    """The tiny foundation SAM (frozen starting point of every CPU experiment)."""
-    path = foundation_checkpoint_path()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the tiny foundation model is missing at {path}; build it with "
-            "`python data_scripts/pretrain_tiny_sam.py` (about 14 minutes on 2 CPU cores)"
-        )
-    return build_sam("tiny", path)
 
 
 def spec_dict(model_type: str) -> dict:

@@ -78,7 +78,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelSection:
     """type: vit_b | vit_l | vit_h | tiny. checkpoint: a SAM state dict path, "foundation" (the
-    pretrained tiny SAM, ``models.foundation_checkpoint_path``) or null (random weights)."""
+    pretrained tiny SAM, ``backbone.foundation``) or null (random weights)."""
 
     type: str = "tiny"
     checkpoint: str | None = "foundation"

@@ -24,8 +24,9 @@ from segment_anything.modeling import Sam
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..backbone.foundation import load_foundation_model
 from ..backbone.prompting import decode_boxes, encode_images
-from ..backbone.sam import build_sam, input_size, load_foundation_model
+from ..backbone.sam import build_sam, input_size
 from ..data import load_dataset
 from ..data.demo import ensure_demo_data
 from ..peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
