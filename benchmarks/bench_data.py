@@ -21,7 +21,11 @@ from pathlib import Path
 
 import torch
 
-from cobot_lib.backbone.foundation import foundation_checkpoint_path, load_foundation_model, read_card
+from cobot_lib.backbone.foundation import (
+    foundation_checkpoint_path,
+    load_foundation_model,
+    read_card,
+)
 from cobot_lib.backbone.sam import input_size
 from cobot_lib.data import load_dataset
 from cobot_lib.data.demo import DEMO_NAMES, ensure_demo_data
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "Tiny foundation model (`data_scripts/pretrain_tiny_sam.py`): held-out synthetic "
             f"mIoU {meta.get('held_out_miou', float('nan')):.3f} after {meta.get('steps')} steps "
-            f"in {meta.get('seconds')} s (model card). Zero-shot on the demo test splits (tight boxes):",
+            f"in {meta.get('seconds')} s (model card). Zero-shot on the demo test splits "
+            "(tight boxes):",
             "",
             "| demo set | instances | mIoU | mean DSC |",
             "|---|---|---|---|",

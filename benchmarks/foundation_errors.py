@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.io import imsave
 
-from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.backbone.foundation import load_foundation_model, verify_foundation
+from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.engine.metrics import iou_score
