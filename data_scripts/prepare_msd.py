@@ -16,7 +16,8 @@ Conversion (MedSAM's preprocessing): CT is windowed at level 40 / width 400 HU (
 to change it, e.g. -600 1500 for lung), MR normalised to its 0.5-99.5 percentiles; 4-D
 multi-modal volumes use modality ``--channel`` (default 0, e.g. T2 for Prostate); RAS+
 orientation; axial foreground slices; each label value of a slice is one instance; 3-D
-components < 1000 voxels and 2-D ones < 100 pixels removed. Only the labelled training cases
+components < 1000 voxels and 2-D ones < 100 pixels removed (``--min-voxels-3d``,
+``--min-pixels-2d``). Only the labelled training cases
 (imagesTr) are used; macOS "._" files are ignored. Splits by case, 70/10/20, seeded.
 
     python data_scripts/prepare_msd.py --task Task09_Spleen --download /data/raw/msd \
@@ -116,12 +117,16 @@ def main(argv: list[str] | None = None) -> int:
         "--window", type=float, nargs=2, default=(40.0, 400.0), metavar=("LEVEL", "WIDTH")
     )
     p.add_argument("--channel", type=int, default=0)
+    p.add_argument("--min-voxels-3d", type=int, default=1000)
+    p.add_argument("--min-pixels-2d", type=int, default=100)
     a = p.parse_args(argv)
     source = fetch(a.task, a.download) if a.download else a.source
     if source.name != a.task:
         p.error(f"--source {source} is not the {a.task} folder")
     out = a.out or data_dir() / f"msd_{a.task.lower()}"
-    print(summary(a.task, convert(source, out, a.seed, tuple(a.window), a.channel), out))
+    splits = convert(source, out, a.seed, tuple(a.window), a.channel, a.min_voxels_3d,
+                     a.min_pixels_2d)  # fmt: skip
+    print(summary(a.task, splits, out))
     return 0
 
 

@@ -7,7 +7,9 @@ writing is here, shared and tested:
 * ``convert_coco``: COCO JSON sets (COCO, TrashCan, NWPU VHR-10, SSDD), merged into one
   <root>/annotations.json, images placed under <root>/images;
 * ``convert_volumes``: NIfTI volumes sliced with ``nifti_to_slices`` (AbdomenCT-1K, MSD,
-  SegRap2023), split by volume.
+  SegRap2023), split by volume; a case whose files cannot be used (``VolumeError``: unreadable,
+  or image and label on different grids) is skipped, warned about and listed in dataset.json
+  ("skipped_cases"), and the other cases are converted.
 
 Every converter writes the split files once (seeded, by group: an image, a lesion's images, a
 volume) and dataset.json last, and returns the names per split.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,7 @@ from .layout import (
     write_mask,
     write_splits,
 )
-from .nifti import nifti_to_slices
+from .nifti import VolumeError, nifti_to_slices
 from .readers import IMAGE_EXTS, image_hw, read_image, read_mask
 
 __all__ = [
@@ -87,12 +90,14 @@ def _finish(
 class Pair:
     """One 2-D image and its masks: a label image, several binary masks, or an array.
 
+    ``masks`` may also be a function of no arguments returning the array, called when the pair
+    is written (instances built from annotations, without holding every image's masks at once).
     ``group`` keeps related images in one split (default: the name); ``split`` pins it.
     """
 
     name: str
     image: Path
-    masks: Path | Sequence[Path] | np.ndarray
+    masks: Path | Sequence[Path] | np.ndarray | Callable[[], np.ndarray]
     group: str | None = None
     split: str | None = None
 
@@ -100,6 +105,8 @@ class Pair:
 def _pair_masks(pair: Pair) -> np.ndarray:
     if isinstance(pair.masks, np.ndarray):
         return pair.masks
+    if callable(pair.masks):
+        return np.asarray(pair.masks())
     if isinstance(pair.masks, str | os.PathLike):
         return read_mask(pair.masks)
     pages = [read_mask(p) for p in pair.masks]
@@ -237,25 +244,39 @@ def convert_volumes(
     label_values: Sequence[int] | None = None,
     min_voxels_3d: int = 1000,
     min_pixels_2d: int = 100,
+    label_groups: Mapping[int, Sequence[int]] | None = None,
 ) -> dict[str, list[str]]:
-    """Slice every volume (``nifti_to_slices``) and split by case, never by slice."""
+    """Slice every volume (``nifti_to_slices``) and split by case, never by slice.
+
+    A case raising ``VolumeError`` (e.g. a label whose affine differs from its image's) is
+    skipped before any of its slices is written, with a warning; dataset.json lists it under
+    "skipped_cases" with the reason. The conversion fails only when no case is left.
+    """
     out = Path(out)
-    group_of, fixed = {}, {}
+    group_of, fixed, skipped = {}, {}, {}
     for v in volumes:
         case = safe_name(v.case)
         label = v.label if isinstance(v.label, str | os.PathLike) else list(v.label)
-        for name in nifti_to_slices(
-            v.image, label, out, case, modality, window, v.channel, label_values,
-            min_voxels_3d, min_pixels_2d,
-        ):  # fmt: skip
+        try:
+            names = nifti_to_slices(
+                v.image, label, out, case, modality, window, v.channel, label_values,
+                min_voxels_3d, min_pixels_2d, label_groups,
+            )  # fmt: skip
+        except VolumeError as exc:
+            skipped[case] = str(exc)
+            warnings.warn(f"case {case} skipped: {exc}", stacklevel=2)
+            continue
+        for name in names:
             group_of[name] = case
         if v.split:
             fixed[case] = v.split
     if not group_of:
-        raise ValueError(f"no foreground slice in {len(volumes)} volumes")
+        why = f"; skipped: {skipped}" if skipped else ""
+        raise ValueError(f"no foreground slice in {len(volumes)} volumes{why}")
     splits = _splits(group_of, fixed, fractions, seed)
     cases = {s: sorted({group_of[n] for n in names}) for s, names in splits.items()}
-    extra = {"format": "folder", "modality": modality, "cases": cases}
+    extra = {"format": "folder", "modality": modality, "cases": cases, "skipped_cases": skipped,
+             "min_voxels_3d": min_voxels_3d, "min_pixels_2d": min_pixels_2d}  # fmt: skip
     if modality == "ct":
         extra["window"] = list(window)
     return _finish(out, splits, info, extra)

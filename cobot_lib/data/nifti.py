@@ -4,14 +4,17 @@
   with ``nibabel.as_closest_canonical``, so a volume stored in another orientation gives the
   same slices. A slice is shown with anterior up and the patient's left on the image's left
   (``np.flipud(volume[:, :, k].T)``). Image and label must then have the same shape and affine,
-  or the error names both files.
+  or a ``VolumeError`` names both files (converters skip such a case and report it).
 * Intensities (per volume): CT is clipped to a window (level, width), e.g. (40, 400) for
   abdominal soft tissue, and mapped linearly to 0..255; MR is clipped to the 0.5 and 99.5
   percentiles of its non-zero voxels and mapped to 0..255, zero voxels staying 0.
-* Labels: integer label volumes (0 background, one value per structure), or a list of binary
-  volumes (one per structure, which may overlap). Connected components smaller than
-  ``min_voxels_3d`` (3-D, 26-connected) and, per slice, ``min_pixels_2d`` (8-connected) are
-  removed (MedSAM: 1000 and 100); slices left without foreground are skipped.
+* Labels: integer label volumes (0 background, one value per structure), a list of binary
+  volumes (one per structure, which may overlap), or an integer volume of sub-labels with
+  ``label_groups`` saying which sub-labels make up each structure (structures may then
+  overlap, as in SegRap2023's one-hot release, where e.g. the lens is inside the eye).
+  Connected components smaller than ``min_voxels_3d`` (3-D, 26-connected) and, per slice,
+  ``min_pixels_2d`` (8-connected) are removed (MedSAM: 1000 and 100; the converters choose
+  per dataset); slices left without foreground are skipped.
 
 Each kept slice k of a volume becomes images/<prefix>_z<k>.png (8-bit grey) and
 masks/<prefix>_z<k>.png (labels; a multi-page TIFF when structures overlap, page i = structure
@@ -21,7 +24,7 @@ i + 1). ``nifti_to_slices`` returns the names, so callers split by volume, never
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -39,6 +42,7 @@ from .layout import (
 )
 
 __all__ = [
+    "VolumeError",
     "load_canonical",
     "ct_window",
     "mr_normalise",
@@ -50,6 +54,13 @@ __all__ = [
 
 VolumeLike = str | os.PathLike | nib.spatialimages.SpatialImage
 _NII = (".nii.gz", ".nii")
+
+
+class VolumeError(ValueError):
+    """One case's files cannot be used as they are: unreadable, or image and label disagree.
+
+    Converters of many volumes skip such a case and report it; any other error stops them.
+    """
 
 
 def _describe(src: VolumeLike) -> str:
@@ -70,12 +81,12 @@ def load_canonical(src: VolumeLike, channel: int | None = None) -> tuple[np.ndar
         try:
             src = nib.load(str(src))
         except Exception as exc:
-            raise ValueError(f"could not read NIfTI file {where}: {exc}") from exc
+            raise VolumeError(f"could not read NIfTI file {where}: {exc}") from exc
     try:
         img = nib.as_closest_canonical(src)
         data = np.asarray(img.dataobj)
     except Exception as exc:
-        raise ValueError(f"could not read the volume of {where}: {exc}") from exc
+        raise VolumeError(f"could not read the volume of {where}: {exc}") from exc
     if data.ndim == 4:
         if channel is None:
             raise ValueError(f"{where} is 4-D {data.shape}; choose a modality with channel=")
@@ -127,33 +138,65 @@ def axial_slice(volume: np.ndarray, k: int) -> np.ndarray:
     return np.flipud(volume[:, :, k].T)
 
 
+def _grouped(
+    data: np.ndarray, groups: Mapping[int, Sequence[int]], where: str
+) -> tuple[list[np.ndarray], list[int]]:
+    """Structure k = the voxels whose sub-label is one of ``groups[k]`` (structures may overlap).
+
+    Every structure 1..K gets a volume, empty or not, so that page i of a slice's stack is
+    structure i + 1 whatever the case holds (as with one binary file per structure).
+    """
+    if sorted(groups) != list(range(1, len(groups) + 1)):
+        raise ValueError(f"label_groups must map structures 1..K, got keys {sorted(groups)}")
+    known = {int(v) for members in groups.values() for v in members}
+    if not known:
+        raise ValueError("label_groups names no sub-label values")
+    present = np.flatnonzero(np.bincount(data.ravel()))  # data is >= 0 here
+    unknown = sorted(set(present.tolist()) - known - {0})
+    if unknown:
+        raise VolumeError(
+            f"label {where} holds sub-labels {unknown[:10]} that belong to no structure of the "
+            f"table given (it knows {min(known)}..{max(known)}): another task's label volume?"
+        )
+    values = sorted(groups)
+    return [np.isin(data, np.asarray(groups[k])) for k in values], values
+
+
 def _label_stack(
-    label: VolumeLike | Sequence[VolumeLike], shape: tuple, affine: np.ndarray, image_name: str
+    label: VolumeLike | Sequence[VolumeLike],
+    shape: tuple,
+    affine: np.ndarray,
+    image_name: str,
+    label_groups: Mapping[int, Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(binary volumes (N, X, Y, Z), label values (N,)) from a label volume or a list."""
     sources = [label] if not isinstance(label, list | tuple) else list(label)
+    if label_groups is not None and len(sources) != 1:
+        raise ValueError("label_groups decodes one sub-label volume, not a list of volumes")
     stack, values = [], []
     for i, src in enumerate(sources):
         data, aff = load_canonical(src)
         where = _describe(src)
         if data.shape != shape:
-            raise ValueError(
+            raise VolumeError(
                 f"label {where} has shape {data.shape} in RAS+ but image {image_name} has "
                 f"{shape}; they must cover the same voxels"
             )
         if not np.allclose(aff, affine, rtol=1e-4, atol=1e-2):
-            raise ValueError(
+            raise VolumeError(
                 f"label {where} and image {image_name} have different affines (voxel-to-world "
                 f"maps):\n{np.round(aff, 3)}\nvs\n{np.round(affine, 3)}"
             )
         if np.issubdtype(data.dtype, np.floating) and (data != np.round(data)).any():
-            raise ValueError(
+            raise VolumeError(
                 f"label {where} holds non-integer values; threshold probability maps first"
             )
         data = data.astype(np.int64)
         if (data < 0).any():
-            raise ValueError(f"label {where} holds negative values")
-        if len(sources) > 1:
+            raise VolumeError(f"label {where} holds negative values")
+        if label_groups is not None:
+            stack, values = _grouped(data, label_groups, where)
+        elif len(sources) > 1:
             stack.append(data > 0)
             values.append(i + 1)
         else:
@@ -176,6 +219,7 @@ def nifti_to_slices(
     label_values: Sequence[int] | None = None,
     min_voxels_3d: int = 1000,
     min_pixels_2d: int = 100,
+    label_groups: Mapping[int, Sequence[int]] | None = None,
 ) -> list[str]:
     """Write the foreground axial slices of one volume; return their names (sorted by slice).
 
@@ -186,12 +230,19 @@ def nifti_to_slices(
         prefix: the volume's name; slices are <prefix>_z<k:04d>.
         modality: "ct" (``window`` = (level, width) in HU) or "mr" (percentile normalisation).
         label_values: keep only these label values (e.g. the organs of a task); None keeps all.
+        label_groups: structure value -> the sub-label values it is made of, for one sub-label
+            volume whose structures overlap (SegRap2023's one-hot labels); structures are then
+            the keys. A sub-label outside every group is a ``VolumeError``.
+
+    Raises:
+        VolumeError: the case cannot be used as it is (unreadable file, image and label on
+            different grids, non-integer or negative labels); nothing of it has been written.
     """
     if modality not in ("ct", "mr"):
         raise ValueError(f"modality must be 'ct' or 'mr', got {modality!r}")
     data, affine = load_canonical(image, channel)
     image_name = _describe(image)
-    stack, values = _label_stack(label, data.shape, affine, image_name)
+    stack, values = _label_stack(label, data.shape, affine, image_name, label_groups)
     if label_values is not None:
         keep = np.isin(values, np.asarray(label_values))
         stack, values = stack[keep], values[keep]
