@@ -29,9 +29,9 @@ import torch
 
 from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.backbone.sam import build_sam
+from cobot_lib.data import collate_samples
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.engine.config import load_config
-from cobot_lib.engine.runtime import collate
 from cobot_lib.engine.trainer import Trainer
 from cobot_lib.peft import apply_peft, merge
 
@@ -49,7 +49,7 @@ METHODS = {
 def one_batch(size: int = 256, instances: int = 4) -> dict:
     data = SyntheticShapes(8, image_size=size, seed=5, train=True, max_instances=instances)
     item = next(data[i] for i in range(8) if len(data[i]["boxes"]) == instances)
-    batch = collate([item])
+    batch = collate_samples([item])
     batch["index"] = [0]
     return batch
 
