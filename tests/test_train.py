@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from cobot_lib.backbone.sam import SamSpec, _assemble
 from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.engine import checkpoint
 from cobot_lib.engine.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -127,21 +129,22 @@ def test_resuming_a_finished_run_trains_no_more(reference, tmp_path):
         assert torch.equal(_weights(again)[key], value)
 
 
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = atomic_save({"x": torch.arange(3)}, tmp_path / CHECKPOINT_NAME)
+def test_checkpoint_write_is_atomic_and_round_trips(reference, tmp_path, monkeypatch):
+    payload = load_checkpoint(reference.run_dir)
+    del payload["path"]
+    path = atomic_save(payload, tmp_path / CHECKPOINT_NAME)
     before = path.read_bytes()
+    assert before == (reference.run_dir / CHECKPOINT_NAME).read_bytes()  # read + write = same
 
-    def torn_save(obj, handle, *args, **kwargs):
-        handle.write(b"half a checkpoint")
+    def torn_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", torn_save)
+    monkeypatch.setattr(checkpoint, "save_file", torn_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save({"x": torch.arange(5)}, path)
+        atomic_save(payload, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == [CHECKPOINT_NAME]
-    monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["x"], torch.arange(3))
 
 
 class _PoisonedAfterEpoch(SyntheticShapes):

@@ -45,7 +45,9 @@ from .checkpoint import (
 )
 from .config import ConfigError, TrainConfig, load_config
 from .evaluation import EvalResult, evaluate_model
+from .guard import DivergenceError, DivergenceGuard, NonFiniteLossError, optimizer_tensors
 from .losses import bce_dice_loss
+from .rundir import check_output_dir, start_run_dir, write_run_marker
 from .runtime import (
     EmbeddingCache,
     Indexed,
@@ -62,16 +64,13 @@ from .runtime import (
 )
 
 __all__ = [
+    "DivergenceError",
     "NonFiniteLossError",
     "Trainer",
     "run_experiment",
     "build_model",
     "build_datasets",
 ]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the samples."""
 
 
 def _adam(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
@@ -104,8 +103,10 @@ class Trainer:
         self.fingerprint = fingerprint(cfg)
         self.env = dist.init_distributed(cfg.runtime.device)
         self.run_dir = cfg.run_dir
+        check_output_dir(self.run_dir)
         self.callbacks = list(callbacks)
         self.resume = find_resume(cfg, self.env.world_size)
+        self.guard = DivergenceGuard(cfg.runtime.divergence_factor, cfg.runtime.divergence_window)
         if train_set is None and eval_set is None:
             needs_training = cfg.epochs > 0 and cfg.peft.method != "freeze"
             train_set, eval_set = build_datasets(cfg, need_train=needs_training)
@@ -152,12 +153,20 @@ class Trainer:
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.last_checkpoint: Path | None = None
 
-    def _save(self, epoch: int, step: int, global_step: int) -> None:
+    def _save(self, epoch: int, step: int, global_step: int, final: bool = False) -> bool:
+        """Checkpoint unless the guard holds it back (an elevated loss pending; not at the
+        run's end) or the weights are not finite (raises); returns whether it was written."""
+        if not (final or self.guard.may_save()):
+            return False
+        named = [(n, p) for n, p in self.sam.named_parameters() if p.requires_grad]
+        self.guard.check_finite(named + optimizer_tensors(self.optimizer), global_step)
         if dist.is_main():
             position, world = (epoch, step, global_step), self.env.world_size
             state = training_state(self.sam, self.optimizer, self.scaler, position, world,
-                                   self.config, self.history)  # fmt: skip
+                                   self.config, self.history, self.guard.state_dict())  # fmt: skip
             self.last_checkpoint = atomic_save(state, self.run_dir / CHECKPOINT_NAME)
+        self.guard.saved(self.run_dir / CHECKPOINT_NAME, global_step)
+        return True
 
     # ---- logging ------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -199,17 +208,13 @@ class Trainer:
         ]
         loss = torch.stack(losses).mean() if losses else sum(lg.sum() for lg in logits) * 0.0
         value = float(loss.detach())
-        total, count, bad = dist.all_reduce_sum(
-            [value * len(masks), len(masks), not np.isfinite(value)]
+        total, count = dist.all_reduce_sum([value * len(masks), len(masks)]).tolist()
+        self.guard.check_loss(
+            total / count,
+            global_step + 1,
+            f"epoch {epoch + 1}, step {step + 1} (global step {global_step + 1})",
+            lambda: [n for part in dist.all_gather_objects(batch["name"]) for n in part],
         )
-        if bad:
-            names = [n for part in dist.all_gather_objects(
-                batch["name"] if not np.isfinite(value) else []) for n in part]  # fmt: skip
-            kept = self.last_checkpoint or "none written yet"
-            raise NonFiniteLossError(
-                f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1} (global step "
-                f"{global_step + 1}) on sample(s) {names}; stopped, last good checkpoint: {kept}"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.optim.grad_clip is not None:
@@ -222,14 +227,25 @@ class Trainer:
     def fit(self) -> list[dict]:
         """Train to ``optim.epochs`` (or ``runtime.max_steps``); returns the history records."""
         cfg = self.config
+        own = self.resume is not None and (
+            Path(self.resume["path"]).resolve().parent == self.run_dir.resolve()
+        )
         if dist.is_main():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if own:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+            else:  # a fresh start (or from another folder's checkpoint): never mix two runs
+                aside = start_run_dir(self.run_dir)
+                if aside is not None:
+                    print(f"the previous run in {self.run_dir} was moved to {aside}")
+            write_run_marker(self.run_dir, cfg.to_dict(), self.fingerprint)
         if self.resume is not None:
             restore_training_state(self.resume, self.sam, self.optimizer, self.scaler)
             self.history = list(self.resume["history"])
             r = self.resume
             self.position = (r["epoch"], r["step_in_epoch"], r["global_step"])
             self.last_checkpoint = r["path"]
+            self.guard.load_state_dict(r.get("guard", {}))
+            self.guard.saved(r["path"], r["global_step"])
         if dist.is_main():
             with open(self.run_dir / "metrics.jsonl", "w") as handle:
                 handle.writelines(json.dumps(r) + "\n" for r in self.history)
@@ -271,7 +287,7 @@ class Trainer:
                                "global_step": global_step, "loss": loss})  # fmt: skip
                 stop = max_steps is not None and global_step >= max_steps
                 if step + 1 < n_steps and (stop or (save_every and global_step % save_every == 0)):
-                    self._save(epoch, step + 1, global_step)
+                    self._save(epoch, step + 1, global_step, final=stop)
                 if stop and step + 1 < n_steps:
                     bar.close()
                     self.position = (epoch, step + 1, global_step)
@@ -287,9 +303,11 @@ class Trainer:
             if cfg.eval.every_epoch and self.eval_set is not None:
                 self._log({"event": "eval", "epoch": epoch + 1, **self.evaluate().summary()})
                 self.sam.train()
-            self._save(epoch + 1, 0, global_step)
-            if dist.is_main():
+            last = epoch + 1 == cfg.epochs or (max_steps is not None and global_step >= max_steps)
+            saved = self._save(epoch + 1, 0, global_step, final=last)
+            if saved and dist.is_main():  # the adapter always matches a kept checkpoint
                 save_adapter(self.sam, self.run_dir / "adapter")
+                write_run_marker(self.run_dir / "adapter", cfg.to_dict(), self.fingerprint)
             self.position = (epoch + 1, 0, global_step)
         return self.history
 
@@ -355,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main():
             print(json.dumps(result["metrics"], indent=2))
             print(f"run directory: {result['run_dir']}")
-    except (ValueError, NonFiniteLossError, FileNotFoundError) as exc:  # incl. Config/Checkpoint
+    except (ValueError, OSError, DivergenceError) as exc:  # incl. Config/Checkpoint/Dataset
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
