@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from .base import BoxPromptDataset
 from .readers import read_image
 
-__all__ = ["CocoDataset", "load_coco", "coco_name"]
+__all__ = ["CocoDataset", "load_coco", "coco_name", "annotation_rle"]
 
 
 def coco_name(file_name: str) -> str:
@@ -45,6 +45,8 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a COCO JSON file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a COCO instances file: it holds a {type(data).__name__}")
     missing = [k for k in ("images", "annotations") if k not in data]
     if missing:
         raise ValueError(f"{path} is not a COCO instances file: it has no {missing}")
@@ -55,7 +57,8 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
     return coco
 
 
-def _rle(ann: dict[str, Any], h: int, w: int, where: str) -> dict[str, Any]:
+def annotation_rle(ann: dict[str, Any], h: int, w: int, where: str) -> dict[str, Any]:
+    """The RLE of one annotation's segmentation on an h x w image; ValueError naming ``where``."""
     seg = ann.get("segmentation")
     if not seg:
         raise ValueError(f"{where}: annotation {ann.get('id')} has no segmentation")
@@ -121,7 +124,7 @@ class CocoDataset(BoxPromptDataset):
                 if ann.get("iscrowd", 0) and not include_crowd:
                     self.skipped["crowd_annotations"] += 1
                     continue
-                rle = _rle(ann, h, w, f"{self.annotation_file} image {name!r}")
+                rle = annotation_rle(ann, h, w, f"{self.annotation_file} image {name!r}")
                 kept.append(ann)  # the annotation itself: re-rasterised when read
                 areas.append(int(mask_utils.area(rle)))
             before = len(self.names)
@@ -142,6 +145,6 @@ class CocoDataset(BoxPromptDataset):
                 f"{self.annotation_file} says {h}x{w} (H x W)"
             )
         where = f"{self.annotation_file} image {self.names[index]!r}"
-        rles = [_rle(a, h, w, where) for a in self.anns[index]]
+        rles = [annotation_rle(a, h, w, where) for a in self.anns[index]]
         masks = np.moveaxis(mask_utils.decode(rles), -1, 0).astype(bool)
         return image, masks

@@ -175,7 +175,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"could not read checkpoint {path} (not a {CHECKPOINT_NAME} file, or damaged): {exc}"
         ) from exc
     if _META_KEY not in header:
-        raise CheckpointError(f"{path} is a safetensors file but not a cobot_lib training checkpoint")
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a cobot_lib training checkpoint"
+        )
     try:
         meta = json.loads(header[_META_KEY])
     except json.JSONDecodeError as exc:
@@ -396,4 +398,6 @@ def restore_training_state(
             optimizer.load_state_dict(payload["optimizer"])
         scaler.load_state_dict(payload["scaler"])
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{where}: the optimiser state does not fit this model: {exc}") from exc
+        raise CheckpointError(
+            f"{where}: the optimiser state does not fit this model: {exc}"
+        ) from exc

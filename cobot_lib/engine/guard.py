@@ -134,9 +134,7 @@ class DivergenceGuard:
         if loss > 0:  # a step without instances has loss 0 and says nothing about the scale
             self.losses.append(float(loss))
 
-    def check_finite(
-        self, tensors: Iterable[tuple[str, torch.Tensor]], global_step: int
-    ) -> None:
+    def check_finite(self, tensors: Iterable[tuple[str, torch.Tensor]], global_step: int) -> None:
         """Raise DivergenceError if any tensor (trainable weights, optimiser state) is not
         finite after ``global_step``; called before a checkpoint is written."""
         bad = [name for name, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]

@@ -28,7 +28,9 @@ from ..backbone.prompting import decode_boxes, encode_images
 from ..backbone.sam import build_sam, input_size, load_foundation_model
 from ..data import load_dataset
 from ..data.demo import ensure_demo_data
+from ..data.validation import require_valid_dataset
 from ..peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
+from . import distributed as dist
 from .config import ConfigError, TrainConfig
 
 __all__ = [
@@ -242,22 +244,35 @@ def _resolve_root(root: str) -> Path:
 
 
 def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
-    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false)."""
+    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false).
 
+    Every file of the splits used is checked first (``data.validation``: each image and mask
+    decoded once, cached by size and modification time), so a bad file stops the run before
+    any step with one message listing every bad file.
+    """
     if config.data.root is None:
         raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
     root = _resolve_root(config.data.root)
     common = {"format": config.data.format, "image_size": input_size(config.model.type)}
-    train = None
-    if need_train:
-        train = load_dataset(
-            root, config.data.train_split, train=True, jitter=config.data.jitter,
-            seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
-        )  # fmt: skip
-    evals = None
-    if config.eval.enabled:
-        evals = load_dataset(root, config.data.eval_split, train=False, **common)
-    return train, evals
+    splits = [config.data.train_split] if need_train else []
+    splits += [config.data.eval_split] if config.eval.enabled else []
+
+    def build() -> tuple[Any, Any]:
+        require_valid_dataset(
+            root, list(dict.fromkeys(splits)), config.data.format, config.runtime.progress
+        )
+        train = None
+        if need_train:
+            train = load_dataset(
+                root, config.data.train_split, train=True, jitter=config.data.jitter,
+                seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
+            )  # fmt: skip
+        evals = None
+        if config.eval.enabled:
+            evals = load_dataset(root, config.data.eval_split, train=False, **common)
+        return train, evals
+
+    return dist.main_first(build)  # rank 0 fills the caches, the others reuse them
 
 
 def check_dataset(dataset: Any, what: str) -> None:
