@@ -12,6 +12,7 @@ ViT-B's 24 x 24 / 12 x 12 shape), windowed attention with global blocks at ViT-B
 from __future__ import annotations
 
 import os
+import pickle  # only for its error type: nothing here unpickles without torch's allow-list
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -145,8 +146,15 @@ def _read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SAM checkpoint not found: {path} (give the path of a .pth file)")
-    try:
+    try:  # weights_only: torch's restricted unpickler builds tensors and plain containers only
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        raise ValueError(
+            f"SAM checkpoint {path} is not a plain state dict of tensors ({' '.join(lines)}); it "
+            "was not loaded, because loading it could run code. Use the official "
+            "sam_vit_*.pth files or a file written by torch.save(model.state_dict())"
+        ) from None
     except Exception as exc:  # torch raises several types for corrupt files
         raise ValueError(f"could not read SAM checkpoint {path}: {exc}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

@@ -29,7 +29,14 @@ from ..backbone.sam import build_sam, input_size, load_foundation_model
 from ..data import load_dataset
 from ..data.demo import ensure_demo_data
 from ..data.validation import require_valid_dataset
-from ..peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
+from ..peft import (
+    apply_peft,
+    differing_keys,
+    load_adapter,
+    peft_config_of,
+    relation_of,
+    summarize,
+)
 from . import distributed as dist
 from .config import ConfigError, TrainConfig
 
@@ -229,9 +236,10 @@ def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple
     if adapter is not None:
         load_adapter(sam, adapter)
         if peft_config_of(sam) != config.peft_config():
+            names = ("adapter", "config")
             raise ConfigError(
-                f"adapter {adapter} holds {peft_config_of(sam)}, the config asks for "
-                f"{config.peft_config()}"
+                f"adapter {adapter} holds another PEFT variant than the config asks for "
+                f"({differing_keys(peft_config_of(sam), config.peft_config(), names)})"
             )
         return sam, summarize(sam)
     return sam, apply_peft(sam, config.peft_config())

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..backbone.prompting import upsample_logits
-from ..peft import apply_peft, peft_config_of, save_adapter, summarize
+from ..peft import apply_peft, differing_keys, peft_config_of, save_adapter, summarize
 from . import distributed as dist
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -125,7 +125,9 @@ class Trainer:
             seed_everything(cfg.runtime.seed)
             apply_peft(sam, cfg.peft_config())
         elif peft_config_of(sam) != cfg.peft_config():
-            raise ConfigError(f"sam has {peft_config_of(sam)}, the config asks for another variant")
+            names = ("sam", "config")
+            diff = differing_keys(peft_config_of(sam), cfg.peft_config(), names)
+            raise ConfigError(f"sam has another PEFT variant than the config asks for ({diff})")
         self.sam = sam.to(self.env.device)
         self.summary = summarize(sam)
         if cfg.runtime.activation_checkpointing:

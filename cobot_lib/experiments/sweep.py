@@ -88,7 +88,7 @@ __all__ = [
     "main",
 ]
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_finetune.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04_finetune.ipynb"
 RESERVED = ("output_dir", "metrics_path")  # set by the sweep for each run
 _TOP_KEYS = ("name", "description", "notebook", "fixed", "grid")
 #: parameters shown in a slug, in this order (the hash covers all of them)
@@ -358,7 +358,10 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
         )
     # floats must read back exactly (pandas 3 does by default and deprecates the option)
     exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-    return tidy(pd.read_csv(csv, **exact))
+    try:  # a CSV parser builds strings and numbers only: nothing in the file can run
+        return tidy(pd.read_csv(csv, encoding="utf-8", **exact))
+    except (ValueError, TypeError, pd.errors.ParserError) as exc:  # incl. not UTF-8, empty
+        raise SweepError(f"{csv} is not a sweep table (UTF-8 CSV of runs): {exc}") from exc
 
 
 def run_sweep(
@@ -430,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["OMP_NUM_THREADS"] = str(args.threads)
         start = time.perf_counter()
         df, outcomes = run_sweep(sweep, out, jobs=args.jobs, kernel=args.kernel)
-    except (SweepError, FileNotFoundError) as exc:
+    except (SweepError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = [o for o in outcomes if o["status"] == "failed"]
