@@ -96,8 +96,9 @@ class DivergenceGuard:
 
     # ---- judging ---------------------------------------------------------------------------
     def median(self) -> float | None:
-        """The running median, or None while fewer than WARMUP losses are known."""
-        return float(np.median(self.losses)) if len(self.losses) >= WARMUP else None
+        """The running median, or None while fewer than WARMUP (or ``window``) losses are known."""
+        known = len(self.losses) >= min(WARMUP, self.window)
+        return float(np.median(self.losses)) if known else None
 
     def check_loss(
         self, loss: float, global_step: int, where: str, samples: Callable[[], list[str]]

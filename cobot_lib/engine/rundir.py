@@ -1,8 +1,9 @@
 """A run folder holds one run: starting over moves the previous run aside, never mixes with it.
 
 ``check_output_dir`` refuses, before any work, an ``output_dir`` that is an existing file (or
-lies below one). ``start_run_dir`` is called when a run starts fresh (nothing resumed from its
-own folder): a folder that holds a previous run is renamed, in one atomic ``os.rename``, to
+lies below one). ``prepare_run_dir`` is called when a run starts. It removes the temporary files
+a killed writer left (``files.remove_orphans``). When the run starts fresh (nothing resumed from
+its own folder), a folder that holds a previous run is renamed, in one atomic ``os.rename``, to
 ``<name>.old-<UTC time>`` beside it, so the new run's metrics never sit beside the old run's
 checkpoint or adapter, and nothing of the old run is lost. A folder that holds files that are not
 a run's (a user pointed ``output_dir`` at a data folder, say) is refused, naming them. The run
@@ -21,7 +22,7 @@ from typing import Any
 from ..files import atomic_write, remove_orphans
 from .config import ConfigError
 
-__all__ = ["RUN_MARKER", "RUN_FILES", "check_output_dir", "start_run_dir", "write_run_marker"]
+__all__ = ["RUN_MARKER", "RUN_FILES", "check_output_dir", "prepare_run_dir", "write_run_marker"]
 
 RUN_MARKER = "run.json"
 #: what runs of this project write (runs older than the marker hold only these)
@@ -48,18 +49,19 @@ def _foreign(run_dir: Path) -> list[str]:
                   if p.name not in RUN_FILES and not p.name.startswith("."))  # fmt: skip
 
 
-def start_run_dir(run_dir: Path) -> Path | None:
-    """Prepare ``run_dir`` for a run that starts fresh; returns where a previous run went.
+def prepare_run_dir(run_dir: Path, fresh: bool) -> Path | None:
+    """Make ``run_dir`` ready for a run; returns where a previous run went (None if nowhere).
 
-    An empty or missing folder is used as it is. A previous run is moved aside atomically to
-    ``<name>.old-<UTC time>``; a folder holding other files raises ConfigError naming them.
+    Orphaned temporary files are removed. For a ``fresh`` run an empty or missing folder is
+    used as it is, a previous run is moved aside atomically to ``<name>.old-<UTC time>``, and a
+    folder holding other files raises ConfigError naming them.
     """
     check_output_dir(run_dir)
     if not run_dir.is_dir():
         run_dir.mkdir(parents=True)
         return None
-    remove_orphans(run_dir)
-    if not any(run_dir.iterdir()):
+    remove_orphans(run_dir, recursive=True)
+    if not fresh or not any(run_dir.iterdir()):
         return None
     foreign = _foreign(run_dir)
     if foreign:

@@ -47,7 +47,7 @@ from .config import ConfigError, TrainConfig, load_config
 from .evaluation import EvalResult, evaluate_model
 from .guard import DivergenceError, DivergenceGuard, NonFiniteLossError, optimizer_tensors
 from .losses import bce_dice_loss
-from .rundir import check_output_dir, start_run_dir, write_run_marker
+from .rundir import check_output_dir, prepare_run_dir, write_run_marker
 from .runtime import (
     EmbeddingCache,
     Indexed,
@@ -232,13 +232,10 @@ class Trainer:
         own = self.resume is not None and (
             Path(self.resume["path"]).resolve().parent == self.run_dir.resolve()
         )
-        if dist.is_main():
-            if own:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            else:  # a fresh start (or from another folder's checkpoint): never mix two runs
-                aside = start_run_dir(self.run_dir)
-                if aside is not None:
-                    print(f"the previous run in {self.run_dir} was moved to {aside}")
+        if dist.is_main():  # a fresh start (not from this folder's checkpoint) never mixes runs
+            aside = prepare_run_dir(self.run_dir, fresh=not own)
+            if aside is not None:
+                print(f"the previous run in {self.run_dir} was moved to {aside}")
             write_run_marker(self.run_dir, cfg.to_dict(), self.fingerprint)
         if self.resume is not None:
             restore_training_state(self.resume, self.sam, self.optimizer, self.scaler)
