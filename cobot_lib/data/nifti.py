@@ -382,7 +382,16 @@ def nifti_folder_to_slices(root: str | os.PathLike, out: str | os.PathLike | Non
             min_pixels_2d=settings["min_pixels_2d"],
         ):  # fmt: skip
             group_of[name] = case
-    write_splits(building, names_by_split(group_of, splits) if splits else {})
+    by_split = names_by_split(group_of, splits) if splits else {"all": list(group_of)}
+    empty = [split for split, names in by_split.items() if not names]
+    if empty:
+        shutil.rmtree(building, ignore_errors=True)
+        raise ValueError(
+            f"the volumes of {root} give no foreground slice for split(s) {empty} with the "
+            f"settings of {root / 'dataset.json'} ({settings}); lower min_voxels_3d / "
+            "min_pixels_2d there, or check the label volumes"
+        )
+    write_splits(building, by_split if splits else {})
     write_dataset_json(building, {**info, "format": "folder"})
     text = json.dumps(sources, indent=1)
     atomic_write(building / SOURCES_NAME, lambda tmp: tmp.write_text(text))
