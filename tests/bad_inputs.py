@@ -11,7 +11,10 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -141,3 +144,60 @@ def steps_logged(run_dir: Path) -> int:
     if not path.is_file():
         return 0
     return sum(json.loads(line).get("event") == "step" for line in path.read_text().splitlines())
+
+
+# ---- the catalogue's harness ------------------------------------------------------------------
+
+
+@dataclass
+class Refusal:
+    """One bad input: what to run, what its message must name, where a run would have logged
+    steps (``run_dir``), and whether the input can only be found while training runs."""
+
+    action: Callable[[], Any]
+    culprits: list[Any]
+    run_dir: Path | None = None
+    during_training: bool = False
+
+
+def registry() -> tuple[dict[str, Callable], Callable]:
+    """A dict of case builders and the decorator that fills it (one per catalogue file)."""
+    cases: dict[str, Callable] = {}
+
+    def case(build: Callable) -> Callable:
+        cases[build.__name__] = build
+        return build
+
+    return cases, case
+
+
+def message_of(action: Callable[[], Any], capsys) -> str:
+    """The error a bad input gets: a raised ValueError / OSError / DivergenceError /
+    AssertionError (anything else, a bare KeyError say, fails the test), or a CLI's exit
+    status 1 or 2 with what it printed."""
+    capsys.readouterr()
+    try:
+        status = action()
+    except (ValueError, OSError, RuntimeError, AssertionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    printed = capsys.readouterr()
+    assert status in (1, 2), f"the bad input was accepted (exit status {status!r})"
+    return printed.err + printed.out
+
+
+def check_refusal(build: Callable, tmp_path: Path, capsys) -> str:
+    """Run one catalogue case: the message names every culprit, has no traceback, comes before
+    any training step (when the input is known before training) and leaves the user's files
+    (everything under tmp_path/user) as they were."""
+    user, out = tmp_path / "user", tmp_path / "out"
+    user.mkdir()
+    refusal = build(user, out)
+    before = tree(user)
+    message = message_of(refusal.action, capsys)
+    for culprit in refusal.culprits:
+        assert str(culprit) in message, f"{culprit!s} not named in: {message}"
+    assert "Traceback" not in message
+    if not refusal.during_training:
+        assert steps_logged(refusal.run_dir or out) == 0
+    assert tree(user) == before, "a user file was changed or lost"
+    return message

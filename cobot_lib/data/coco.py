@@ -64,12 +64,15 @@ def annotation_rle(ann: dict[str, Any], h: int, w: int, where: str) -> dict[str,
         raise ValueError(f"{where}: annotation {ann.get('id')} has no segmentation")
     try:
         if isinstance(seg, list):  # polygons
-            return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-        if isinstance(seg.get("counts"), list):  # uncompressed RLE
-            return mask_utils.frPyObjects(seg, h, w)
-        if tuple(seg.get("size", ())) != (h, w):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(seg, h, w)
+        elif tuple(seg.get("size", ())) != (h, w):
             raise ValueError(f"RLE size {seg.get('size')} differs from the image's {(h, w)}")
-        return seg
+        else:
+            rle = seg
+        mask_utils.area(rle)  # a malformed RLE (no counts, bad string) fails here, not later
+        return rle
     except Exception as exc:
         raise ValueError(f"{where}: bad segmentation in annotation {ann.get('id')}: {exc}") from exc
 
