@@ -51,7 +51,7 @@ def _feed(guard: DivergenceGuard, losses, start: int = 1) -> None:
 def test_factor_of_the_median_stops_and_sqrt_factor_holds_checkpoints_back():
     guard = DivergenceGuard(factor=20.0, window=50)
     _feed(guard, [1.0] * 10)
-    assert guard.may_save() and guard.median() == 1.0
+    assert guard.may_save() and guard.reference() == 1.0
     _feed(guard, [4.4], start=11)  # below sqrt(20) = 4.47: nothing happens
     assert guard.may_save()
     _feed(guard, [19.9], start=12)  # elevated, not stopped
@@ -78,16 +78,19 @@ def test_trouble_start_is_named_and_kept_checkpoint_predates_it():
 
 def test_warm_up_zero_losses_and_the_window():
     guard = DivergenceGuard(factor=20.0, window=50)
-    _feed(guard, [1.0, 1.0, 1.0, 1.0, 1e6])  # the 5th loss is judged against 4: too few
-    assert guard.median() == 1.0
+    assert guard.reference() is None
+    _feed(guard, [1.0, 2.0, 39.0])  # while fewer than 5 are known: against the maximum
+    assert guard.reference() == 39.0 and not guard.may_save()  # 39 is 19.5x 2: elevated
+    with pytest.raises(DivergenceError, match=r"20.5x the running maximum 39"):
+        _feed(guard, [799.5], start=4)
     zeros = DivergenceGuard(factor=20.0, window=50)
     _feed(zeros, [0.0] * 8 + [5.0])  # steps without instances say nothing about the scale
-    assert list(zeros.losses) == [5.0] and zeros.median() is None
+    assert list(zeros.losses) == [5.0] and zeros.reference() == 5.0
     short = DivergenceGuard(factor=20.0, window=3)
     _feed(short, [1.0, 1.0, 1.0, 10.0, 10.0])  # 10 against medians of [1, 1, 1], [1, 1, 10]
     assert not short.may_save()
     _feed(short, [10.0], start=6)  # against [1, 10, 10]: median 10, the new level is normal
-    assert short.may_save() and short.median() == 10.0
+    assert short.may_save() and short.reference() == 10.0
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

@@ -5,12 +5,14 @@ Each optimiser step's loss (the global-batch mean, identical on every process) i
 its gradients are applied:
 
 * a non-finite loss (NaN, inf) stops the run at once;
-* a loss above ``factor`` times the running median of the last ``window`` losses stops it too
-  (``runtime.divergence_factor``, default 20; null turns this test off). The median is taken
-  over the finite, non-zero losses so far (at least ``WARMUP`` of them before any judgement), so
-  one hard image does not stop a run, but a loss that grows by orders of magnitude does;
-* a loss above ``sqrt(factor)`` times the median (4.5x for the default) is *elevated*: the run
-  goes on, but no checkpoint is written until a step's loss is back below that level. The
+* a loss above ``factor`` times the *reference* stops it too (``runtime.divergence_factor``,
+  default 20; null turns this test off). The reference is the running median of the last
+  ``window`` finite, non-zero losses; while fewer than ``WARMUP`` are known it is their maximum,
+  so a learning rate that blows the loss up at the second step is caught there and cannot fill
+  the window with huge losses first. One hard image does not stop a run (the median is robust
+  to it); a loss that grows by orders of magnitude does;
+* a loss above ``sqrt(factor)`` times the reference (4.5x for the default) is *elevated*: the
+  run goes on, but no checkpoint is written until a step's loss is back below that level. The
   "trouble" begins at the first elevated (or stopping) step; a checkpoint written after it
   would hold weights that the trouble may already have changed, so the checkpoint the run keeps
   is always one written before.
@@ -95,10 +97,14 @@ class DivergenceGuard:
         return self.trouble_since is None
 
     # ---- judging ---------------------------------------------------------------------------
-    def median(self) -> float | None:
-        """The running median, or None while fewer than WARMUP (or ``window``) losses are known."""
-        known = len(self.losses) >= min(WARMUP, self.window)
-        return float(np.median(self.losses)) if known else None
+    def reference(self) -> float | None:
+        """What a loss is compared with: the running median, the maximum while fewer than
+        WARMUP (or ``window``) losses are known, None before the first."""
+        if not self.losses:
+            return None
+        if len(self.losses) < min(WARMUP, self.window):
+            return max(self.losses)
+        return float(np.median(self.losses))
 
     def check_loss(
         self, loss: float, global_step: int, where: str, samples: Callable[[], list[str]]
@@ -114,15 +120,16 @@ class DivergenceGuard:
                 f"non-finite loss ({loss}) at {where} on sample(s) {samples()}; stopped before "
                 f"applying it. {self._kept_text(global_step)}"
             )
-        median = self.median()
-        ratio = loss / median if median and median > 0 else 0.0
+        reference = self.reference()
+        ratio = loss / reference if reference else 0.0
         if self.factor is not None and ratio > self.factor:
             began = (f"; it first rose above {self.alert:.1f}x the median at global step "
                      f"{self.trouble_since} ({self.trouble_note})"
                      if self.trouble_since is not None else "")  # fmt: skip
+            what = "median" if len(self.losses) >= min(WARMUP, self.window) else "maximum"
             raise DivergenceError(
                 f"loss {loss:.6g} at {where} on sample(s) {samples()} is {ratio:.3g}x the "
-                f"running median {median:.4g} of the last {len(self.losses)} steps "
+                f"running {what} {reference:.4g} of the last {len(self.losses)} steps "
                 f"(runtime.divergence_factor={self.factor:g}){began}; stopped before applying "
                 f"it. {self._kept_text(self.trouble_since or global_step)}"
             )
