@@ -398,6 +398,11 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"config {path} must hold a mapping at the top, got {type(data)}")
     base = data.pop("base", None)
     if base is not None:
+        if not isinstance(base, str) or not (path.parent / base).is_file():
+            raise ConfigError(
+                f"config {path} starts from base: {base!r}, which is not a file "
+                f"({path.parent / str(base)}; a base path is relative to the config)"
+            )
         data = _merge(_read_yaml(path.parent / base, (*seen, path.resolve())), data)
     return data
 

@@ -237,8 +237,11 @@ class Sweep:
         fixed = data.get("fixed") or {}
         if not isinstance(fixed, dict):
             raise SweepError(f"{source}: 'fixed' must be a mapping, got {fixed!r}")
-        defaults = notebook_parameters(notebook)
-        runs = expand_grid(data["grid"], fixed)
+        try:
+            defaults = notebook_parameters(notebook)
+            runs = expand_grid(data["grid"], fixed)
+        except SweepError as exc:  # say which grid file
+            raise SweepError(f"{source}: {exc}") from None
         names = list(dict.fromkeys(k for run in runs for k in run))
         bad = [n for n in names if n not in defaults]
         if bad:
