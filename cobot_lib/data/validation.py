@@ -23,6 +23,7 @@ What is checked (``format`` as in ``load_dataset``: the argument, else dataset.j
   dataset.json are valid.
 
 Every problem is collected (path and what is wrong), so one run reports every bad file at once.
+Files are decoded by up to 8 threads (one per core; the decoders release the GIL).
 
 A file's result is cached by its size and modification time (as ``make`` and ``rsync`` judge
 files), so a second check of an unchanged dataset decodes nothing: under a second. The cache is
@@ -40,6 +41,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ __all__ = [
     "CHECKER_VERSION",
     "MAX_CACHE_FILES",
     "DatasetError",
+    "Job",
     "Problem",
     "ValidationReport",
     "validate_dataset",
@@ -130,6 +133,27 @@ def validation_cache_path(root: str | os.PathLike) -> Path:
     return cache_dir() / "validation" / f"{resolved.name}-{key}.json"
 
 
+@dataclass(frozen=True)
+class Job:
+    """One check: its cache key, the files it reads, and the check itself (returns info)."""
+
+    key: str
+    paths: tuple[Path, ...]
+    check: Callable[[], Any]
+
+
+def _attempt(job: Job) -> dict[str, Any]:
+    """{"info": job.check()}, or {"problem": message naming the file} for any error (every
+    decoder raises its own types for a bad file)."""
+    try:
+        return {"info": job.check()}
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, ValueError | OSError) else repr(exc)
+        if str(job.paths[0]) not in message:
+            message = f"{job.paths[0]}: {message}"
+        return {"problem": message}
+
+
 class _Cache:
     """Results per check, each keyed by the size and modification time of the files it read."""
 
@@ -154,31 +178,35 @@ class _Cache:
             out.append([st.st_size, st.st_mtime_ns])
         return out
 
-    def run(self, key: str, paths: Sequence[Path], check: Callable[[], Any]) -> tuple[Any, bool]:
-        """(result of ``check()`` or the cached one, whether it was computed now).
-
-        A result is {"info": ...} or {"problem": message}; every exception of ``check`` is a
-        problem of the file(s) ``paths``.
-        """
-        try:
-            stamp = self.stamp(paths)
-        except FileNotFoundError as exc:
-            return {"problem": f"file not found: {exc.filename}"}, True
-        except OSError as exc:
-            return {"problem": f"cannot read {paths[0]}: {exc}"}, True
-        hit = self.entries.get(key)
-        if self.enabled and isinstance(hit, dict) and hit.get("stamp") == stamp:
-            return hit["result"], False
-        try:
-            result: dict[str, Any] = {"info": check()}
-        except Exception as exc:  # a decoder's own error types: every one is this file's problem
-            message = str(exc) if isinstance(exc, ValueError | OSError) else repr(exc)
-            if str(paths[0]) not in message:
-                message = f"{paths[0]}: {message}"
-            result = {"problem": message}
-        self.entries[key] = {"stamp": stamp, "result": result}
-        self.changed = True
-        return result, True
+    def run(self, jobs: Sequence[Job], workers: int, bar: tqdm) -> list[tuple[dict, bool]]:
+        """(result, computed now?) per job: the cached result while the job's files keep their
+        size and modification time, else ``job.check()`` (run by ``workers`` threads: the
+        decoders release the GIL). A result is {"info": ...} or {"problem": message}."""
+        results: list[Any] = [None] * len(jobs)
+        todo: list[tuple[int, list]] = []
+        for i, job in enumerate(jobs):
+            try:
+                stamp = self.stamp(job.paths)
+            except FileNotFoundError as exc:
+                results[i] = ({"problem": f"file not found: {exc.filename}"}, True)
+                continue
+            except OSError as exc:
+                results[i] = ({"problem": f"cannot read {job.paths[0]}: {exc}"}, True)
+                continue
+            hit = self.entries.get(job.key)
+            if self.enabled and isinstance(hit, dict) and hit.get("stamp") == stamp:
+                results[i] = (hit["result"], False)
+                bar.update()
+            else:
+                todo.append((i, stamp))
+        with ThreadPoolExecutor(max(1, min(workers, len(todo)))) as pool:
+            outcomes = pool.map(lambda t: _attempt(jobs[t[0]]), todo)
+            for (i, stamp), result in zip(todo, outcomes, strict=True):
+                self.entries[jobs[i].key] = {"stamp": stamp, "result": result}
+                self.changed = True
+                results[i] = (result, True)
+                bar.update()
+        return results
 
     def save(self) -> None:
         if not (self.enabled and self.changed):
@@ -271,21 +299,19 @@ def _check_info(root: Path, report: ValidationReport) -> dict[str, Any]:
     return info
 
 
-def _check_folder(root, names, cache, report, bar) -> None:
+def _check_folder(root, names, cache, report, bar, workers) -> None:
     images = _index(root / "images", IMAGE_EXTS, report)
     masks = _index(root / "masks", MASK_EXTS, report)
     wanted = (
         sorted({n for ns in names.values() for n in ns}) if names is not None else sorted(masks)
     )
     where = {n: s for s, ns in (names or {}).items() for n in ns}
-    bar.reset(total=2 * len(wanted))
+    jobs, owner = [], []
     for name in wanted:
-        found = {}
         for kind, files, folder, exts, check in (
             ("image", images, "images", IMAGE_EXTS, _image_info),
             ("mask", masks, "masks", MASK_EXTS, _mask_info),
         ):
-            bar.update()
             if name not in files:
                 listed = f"split {where[name]!r} lists {name!r}" if name in where else name
                 looked = f"{name}.{{{','.join(exts)}}}"
@@ -293,15 +319,22 @@ def _check_folder(root, names, cache, report, bar) -> None:
                 report.add(root / folder, message)
                 continue
             path = files[name]
-            result, fresh = cache.run(f"{kind}:{path}", [path], lambda p=path, c=check: c(p))
-            report.files += 1
-            report.decoded += fresh
-            if "problem" in result:
-                report.add(path, result["problem"])
-            else:
-                found[kind] = (path, result["info"])
-        if len(found) == 2 and found["image"][1]["hw"] != found["mask"][1]["hw"]:
-            (ip, ii), (mp, mi) = found["image"], found["mask"]
+            jobs.append(Job(f"{kind}:{path}", (path,), lambda p=path, c=check: c(p)))
+            owner.append((name, kind))
+    bar.reset(total=len(jobs))
+    found: dict[str, dict[str, tuple[Path, dict]]] = {}
+    for job, (name, kind), (result, fresh) in zip(
+        jobs, owner, cache.run(jobs, workers, bar), strict=True
+    ):
+        report.files += 1
+        report.decoded += fresh
+        if "problem" in result:
+            report.add(job.paths[0], result["problem"])
+        else:
+            found.setdefault(name, {})[kind] = (job.paths[0], result["info"])
+    for pair in found.values():
+        if len(pair) == 2 and pair["image"][1]["hw"] != pair["mask"][1]["hw"]:
+            (ip, ii), (mp, mi) = pair["image"], pair["mask"]
             (h, w), (mh, mw) = ii["hw"], mi["hw"]
             message = f"image {ip} is {h}x{w} but its mask {mp} is {mh}x{mw} (H x W); must match"
             report.add(mp, message)
@@ -351,10 +384,11 @@ def _coco_index(path: Path) -> dict[str, Any]:
     return {"images": images, "problems": problems}
 
 
-def _check_coco(root, info, names, cache, report, bar) -> None:
+def _check_coco(root, info, names, cache, report, bar, workers) -> None:
     ann_path = root / info.get("annotations", "annotations.json")
     image_dir = root / info.get("image_dir", "images")
-    result, fresh = cache.run(f"coco:{ann_path}", [ann_path], lambda: _coco_index(ann_path))
+    index_job = Job(f"coco:{ann_path}", (ann_path,), lambda: _coco_index(ann_path))
+    ((result, fresh),) = cache.run([index_job], 1, bar)
     report.files += 1
     report.decoded += fresh
     if "problem" in result:
@@ -367,9 +401,8 @@ def _check_coco(root, info, names, cache, report, bar) -> None:
         if names is not None
         else sorted(index["images"])
     )
-    bar.reset(total=len(wanted))
+    jobs, sizes = [], []
     for name in wanted:
-        bar.update()
         if name not in index["images"]:
             report.add(ann_path, f"image {name!r} of a split is not in {ann_path}")
             continue
@@ -378,9 +411,13 @@ def _check_coco(root, info, names, cache, report, bar) -> None:
         if not path.is_file():
             report.add(path, f"image {path} of {ann_path} not found")
             continue
-        got, fresh = cache.run(f"image:{path}", [path], lambda p=path: _image_info(p))
+        jobs.append(Job(f"image:{path}", (path,), lambda p=path: _image_info(p)))
+        sizes.append([h, w])
+    bar.reset(total=len(jobs))
+    for job, (h, w), (got, fresh) in zip(jobs, sizes, cache.run(jobs, workers, bar), strict=True):
         report.files += 1
         report.decoded += fresh
+        path = job.paths[0]
         if "problem" in got:
             report.add(path, got["problem"])
         elif got["info"]["hw"] != [h, w]:
@@ -388,24 +425,25 @@ def _check_coco(root, info, names, cache, report, bar) -> None:
             report.add(path, f"image {path} is {fh}x{fw} but {ann_path} says {h}x{w} (H x W)")
 
 
-def _check_nifti(root, info, cache, report, bar) -> None:
+def _check_nifti(root, info, cache, report, bar, workers) -> None:
     try:
         settings = slice_settings(info, str(root / "dataset.json"))
         cases, _ = nifti_cases(root)
     except (ValueError, OSError) as exc:
         report.add(root, str(exc))
         return
-    bar.reset(total=len(cases))
-    for image, label in cases.values():
-        bar.update()
-        key = f"case:{image}|{label}|channel={settings['channel']}"
-        result, fresh = cache.run(
-            key, [image, label], lambda i=image, m=label: check_case(i, m, settings["channel"])
-        )
+    channel = settings["channel"]
+    jobs = [
+        Job(f"case:{image}|{label}|channel={channel}", (image, label),
+            lambda i=image, m=label: check_case(i, m, channel))
+        for image, label in cases.values()
+    ]  # fmt: skip
+    bar.reset(total=len(jobs))
+    for job, (result, fresh) in zip(jobs, cache.run(jobs, workers, bar), strict=True):
         report.files += 2
         report.decoded += 2 * fresh
         if "problem" in result:
-            report.add(image, result["problem"])
+            report.add(job.paths[0], result["problem"])
 
 
 def validate_dataset(
@@ -414,9 +452,12 @@ def validate_dataset(
     format: str | None = None,
     progress: bool = False,
     use_cache: bool = True,
+    workers: int | None = None,
 ) -> ValidationReport:
     """Check the dataset at ``root`` for ``splits`` (all split files when None); returns the
-    report with every problem (see the module docstring), raising nothing for bad files."""
+    report with every problem (see the module docstring), raising nothing for bad files.
+
+    ``workers`` threads decode (default: up to 8, one per CPU core)."""
     start = time.perf_counter()
     root = Path(root)
     report = ValidationReport(root, format or "?", list(splits) if splits is not None else None)
@@ -432,12 +473,13 @@ def validate_dataset(
     names = _split_names(root, list(splits) if splits is not None else None, report)
     cache = _Cache(root, use_cache)
     with tqdm(desc=f"checking {root.name}", unit="file", disable=not progress, leave=False) as bar:
+        workers = workers or min(8, os.cpu_count() or 1)
         if fmt == "folder":
-            _check_folder(root, names, cache, report, bar)
+            _check_folder(root, names, cache, report, bar, workers)
         elif fmt == "coco":
-            _check_coco(root, info, names, cache, report, bar)
+            _check_coco(root, info, names, cache, report, bar, workers)
         else:
-            _check_nifti(root, info, cache, report, bar)
+            _check_nifti(root, info, cache, report, bar, workers)
     cache.save()
     report.problems.sort(key=lambda p: (p.path, p.message))
     report.seconds = time.perf_counter() - start
