@@ -28,7 +28,7 @@ from ..backbone.prompting import decode_boxes, encode_images
 from ..backbone.sam import build_sam, input_size, load_foundation_model
 from ..data import load_dataset
 from ..data.demo import ensure_demo_data
-from ..data.validation import require_valid_dataset
+from ..data.validation import DatasetError, require_valid_dataset
 from ..peft import (
     apply_peft,
     differing_keys,
@@ -55,7 +55,13 @@ __all__ = [
     "build_model",
     "build_datasets",
     "check_dataset",
+    "RunDatasetError",
 ]
+
+
+class RunDatasetError(ConfigError, DatasetError):
+    """The dataset ``data.root`` names has bad files: a problem of the run's configuration
+    (caught as ConfigError) and of the data (caught as DatasetError); the message lists them."""
 
 
 def seed_everything(seed: int) -> None:
@@ -266,9 +272,12 @@ def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, A
     splits += [config.data.eval_split] if config.eval.enabled else []
 
     def build() -> tuple[Any, Any]:
-        require_valid_dataset(
-            root, list(dict.fromkeys(splits)), config.data.format, config.runtime.progress
-        )
+        try:
+            require_valid_dataset(
+                root, list(dict.fromkeys(splits)), config.data.format, config.runtime.progress
+            )
+        except DatasetError as exc:
+            raise RunDatasetError(f"data.root={config.data.root!r}: {exc}") from None
         train = None
         if need_train:
             train = load_dataset(
