@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from .base import BoxPromptDataset
 from .readers import read_image
 
-__all__ = ["CocoDataset", "load_coco", "coco_name", "annotation_rle"]
+__all__ = ["CocoDataset", "load_coco", "coco_name", "annotation_rle", "index_annotations"]
 
 
 def coco_name(file_name: str) -> str:
@@ -75,6 +75,53 @@ def annotation_rle(ann: dict[str, Any], h: int, w: int, where: str) -> dict[str,
         return rle
     except Exception as exc:
         raise ValueError(f"{where}: bad segmentation in annotation {ann.get('id')}: {exc}") from exc
+
+
+def index_annotations(path: str | os.PathLike) -> dict[str, Any]:
+    """{"images": {name: [height, width, file_name]}, "problems": [message, ...]} of a COCO
+    file: every image entry and annotation checked (a file name; positive integer sizes; a
+    known image_id; an integer category_id; a segmentation that decodes on its image), every
+    problem collected rather than raised. A file that is not COCO JSON raises ValueError."""
+    path = Path(path)
+    coco = load_coco(path)
+    images, problems, sizes = {}, [], {}
+    for k, img in enumerate(coco.dataset["images"]):
+        name = img.get("file_name") if isinstance(img, dict) else None
+        if not isinstance(name, str) or not name:
+            problems.append(f"{path}: images[{k}] has no file_name")
+            continue
+        h, w = img.get("height"), img.get("width")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+            problems.append(
+                f"{path}: image {name!r} has height={h!r}, width={w!r}; expected positive integers"
+            )
+            continue
+        if coco_name(name) in images:
+            problems.append(f"{path}: two images are named {coco_name(name)!r}")
+        images[coco_name(name)] = [h, w, name]
+        sizes[img.get("id")] = (h, w, name)
+    for k, ann in enumerate(coco.dataset["annotations"]):
+        if not isinstance(ann, dict):
+            problems.append(f"{path}: annotations[{k}] is not an object")
+            continue
+        ident = ann.get("id", f"#{k}")
+        if ann.get("image_id") not in sizes:
+            problems.append(
+                f"{path}: annotation {ident} refers to image_id {ann.get('image_id')!r}, which "
+                "is not a (valid) entry of 'images'"
+            )
+            continue
+        category = ann.get("category_id", 1)
+        if isinstance(category, bool) or not isinstance(category, int):
+            problems.append(
+                f"{path}: annotation {ident} has category_id={category!r}; expected an integer"
+            )
+        h, w, name = sizes[ann["image_id"]]
+        try:
+            annotation_rle(ann, h, w, f"{path} image {name!r}")
+        except ValueError as exc:
+            problems.append(str(exc))
+    return {"images": images, "problems": problems}
 
 
 class CocoDataset(BoxPromptDataset):

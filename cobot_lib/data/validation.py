@@ -46,15 +46,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from ..backbone.sam import cache_dir
 from ..files import atomic_write, remove_orphans
-from .coco import annotation_rle, coco_name, load_coco
+from .coco import index_annotations
 from .layout import FORMATS, read_dataset_json, read_split
 from .nifti import check_case, nifti_cases, slice_settings
-from .readers import IMAGE_EXTS, MASK_EXTS, mask_instances, read_image, read_mask
+from .readers import IMAGE_EXTS, MASK_EXTS, inspect_image, inspect_mask
 from .transforms import INTENSITY_MODES
 
 __all__ = [
@@ -221,27 +220,7 @@ class _Cache:
             old.unlink(missing_ok=True)
 
 
-# ---- what one file must be -------------------------------------------------------------------
-
-
-def _image_info(path: Path) -> dict[str, Any]:
-    pixels = read_image(path)
-    h, w = pixels.shape[:2]
-    if h == 0 or w == 0:
-        raise ValueError(f"image {path} is empty ({h} x {w} pixels)")
-    if pixels.dtype.kind not in "biuf":
-        raise ValueError(f"image {path} has pixel type {pixels.dtype}; expected integers or floats")
-    if pixels.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(pixels)))
-        if bad:
-            raise ValueError(f"image {path} holds {bad} NaN or infinite pixel values")
-    return {"hw": [int(h), int(w)]}
-
-
-def _mask_info(path: Path) -> dict[str, Any]:
-    labels = read_mask(path)
-    values, _ = mask_instances(labels)
-    return {"hw": [int(s) for s in labels.shape[-2:]], "instances": int(len(values))}
+# ---- files of a folder -----------------------------------------------------------------------
 
 
 def _index(folder: Path, exts: tuple[str, ...], report: ValidationReport) -> dict[str, Path]:
@@ -309,8 +288,8 @@ def _check_folder(root, names, cache, report, bar, workers) -> None:
     jobs, owner = [], []
     for name in wanted:
         for kind, files, folder, exts, check in (
-            ("image", images, "images", IMAGE_EXTS, _image_info),
-            ("mask", masks, "masks", MASK_EXTS, _mask_info),
+            ("image", images, "images", IMAGE_EXTS, inspect_image),
+            ("mask", masks, "masks", MASK_EXTS, inspect_mask),
         ):
             if name not in files:
                 listed = f"split {where[name]!r} lists {name!r}" if name in where else name
@@ -340,54 +319,10 @@ def _check_folder(root, names, cache, report, bar, workers) -> None:
             report.add(mp, message)
 
 
-def _coco_index(path: Path) -> dict[str, Any]:
-    """What the annotation file says per image, and every problem in it (never raises for a
-    single bad entry: they are all collected)."""
-    coco = load_coco(path)
-    images, problems, sizes = {}, [], {}
-    for k, img in enumerate(coco.dataset["images"]):
-        name = img.get("file_name") if isinstance(img, dict) else None
-        if not isinstance(name, str) or not name:
-            problems.append(f"{path}: images[{k}] has no file_name")
-            continue
-        h, w = img.get("height"), img.get("width")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-            problems.append(
-                f"{path}: image {name!r} has height={h!r}, width={w!r}; expected positive integers"
-            )
-            continue
-        if coco_name(name) in images:
-            problems.append(f"{path}: two images are named {coco_name(name)!r}")
-        images[coco_name(name)] = [h, w, name]
-        sizes[img.get("id")] = (h, w, name)
-    for k, ann in enumerate(coco.dataset["annotations"]):
-        if not isinstance(ann, dict):
-            problems.append(f"{path}: annotations[{k}] is not an object")
-            continue
-        ident = ann.get("id", f"#{k}")
-        if ann.get("image_id") not in sizes:
-            problems.append(
-                f"{path}: annotation {ident} refers to image_id {ann.get('image_id')!r}, which "
-                "is not a (valid) entry of 'images'"
-            )
-            continue
-        category = ann.get("category_id", 1)
-        if isinstance(category, bool) or not isinstance(category, int):
-            problems.append(
-                f"{path}: annotation {ident} has category_id={category!r}; expected an integer"
-            )
-        h, w, name = sizes[ann["image_id"]]
-        try:
-            annotation_rle(ann, h, w, f"{path} image {name!r}")
-        except ValueError as exc:
-            problems.append(str(exc))
-    return {"images": images, "problems": problems}
-
-
 def _check_coco(root, info, names, cache, report, bar, workers) -> None:
     ann_path = root / info.get("annotations", "annotations.json")
     image_dir = root / info.get("image_dir", "images")
-    index_job = Job(f"coco:{ann_path}", (ann_path,), lambda: _coco_index(ann_path))
+    index_job = Job(f"coco:{ann_path}", (ann_path,), lambda: index_annotations(ann_path))
     ((result, fresh),) = cache.run([index_job], 1, bar)
     report.files += 1
     report.decoded += fresh
@@ -411,7 +346,7 @@ def _check_coco(root, info, names, cache, report, bar, workers) -> None:
         if not path.is_file():
             report.add(path, f"image {path} of {ann_path} not found")
             continue
-        jobs.append(Job(f"image:{path}", (path,), lambda p=path: _image_info(p)))
+        jobs.append(Job(f"image:{path}", (path,), lambda p=path: inspect_image(p)))
         sizes.append([h, w])
     bar.reset(total=len(jobs))
     for job, (h, w), (got, fresh) in zip(jobs, sizes, cache.run(jobs, workers, bar), strict=True):

@@ -12,6 +12,11 @@ JSON line per logged step, epoch and evaluation. A run continues from its checkp
 the sample order is a function of (seed, epoch), the box jitter of (seed, index, epoch) (the
 datasets' ``set_epoch``) and the remaining randomness (dropout) comes from the saved RNG states,
 so a stopped-and-resumed run ends with the same weights as an uninterrupted one.
+
+Every step's loss goes through the divergence guard (``guard.py``) before its update: a NaN or
+a loss far above its running median stops the run, naming the step, the samples and the kept
+checkpoint, and no checkpoint is written from the moment the loss looks elevated. A run that
+starts fresh moves a previous run out of its folder first (``rundir.py``).
 """
 
 from __future__ import annotations
