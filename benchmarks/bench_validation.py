@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU: {cpu_name()}, {os.cpu_count()} cores visible, one process, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; Python "
         f"{platform.python_version()}. Medians of {args.rounds} passes after a warm-up pass (OS "
-        "file cache warm). The machine was shared with other jobs: times are upper bounds.",
+        "file cache warm). The machine was shared with other jobs (1-minute load average "
+        f"{os.getloadavg()[0]:.1f} at the end): times are upper bounds.",
         "",
         f"| images | files checked | first check, 1 thread (s) | s per 1,000 images, 1 thread "
         f"| s per 1,000 images, {min(8, os.cpu_count() or 1)} threads | cached check (s) | "
