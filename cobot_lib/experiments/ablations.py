@@ -32,7 +32,7 @@ import torch
 
 from ..engine.config import ConfigError, TrainConfig, config_from_dict, load_config
 from ..engine.trainer import run_experiment
-from ..files import atomic_write
+from ..files import atomic_write, remove_orphans
 from ..peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
 
 __all__ = [
@@ -268,6 +268,7 @@ def run_grid(
 ) -> pd.DataFrame:
     """Run every spec not yet in the CSV ``out``, saving after each run (so it resumes)."""
     out = Path(out)
+    remove_orphans(out.parent)  # a table write killed last time
     table = read_results(out) if out.is_file() else pd.DataFrame(columns=COLUMNS)
     todo = [s for s in specs if find_row(table, s) is None]
     log(f"{len(specs) - len(todo)} of {len(specs)} runs already in {out}; {len(todo)} to run")

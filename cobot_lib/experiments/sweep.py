@@ -68,6 +68,7 @@ from typing import Any
 import pandas as pd
 
 from ..engine.config import _yaml  # YAML with 1.2 booleans: ``relation: off`` stays a string
+from ..files import remove_orphans
 from .tables import export, summarise, tidy, write_tables
 
 __all__ = [
@@ -309,6 +310,7 @@ def run_one(
     if _read_metrics(metrics) is not None:
         return {"slug": slug, "status": "done", "seconds": 0.0, "error": None}
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(run_dir)  # e.g. metrics.json of a run killed while writing it
     (run_dir / "params.json").write_text(json.dumps(params, indent=1))
     notebook = Path(notebook)
     full = {**params, "output_dir": str(run_dir / "train"), "metrics_path": str(metrics)}
@@ -385,6 +387,7 @@ def run_sweep(
         raise SweepError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir or Path("runs") / "sweeps" / sweep.name)
     out.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out)  # the tables of a sweep killed while writing them
     jobs_args = [(run, out, sweep.notebook, kernel) for run in sweep.runs]
     outcomes: list[dict[str, Any]] = []
     n = len(jobs_args)
