@@ -29,6 +29,7 @@ from cobot_lib.data import __main__ as data_cli
 from cobot_lib.data import load_dataset
 from cobot_lib.data.nifti import nifti_folder_to_slices, slice_cache_dir
 from cobot_lib.data.validation import (
+    MAX_CACHE_FILES,
     DatasetError,
     require_valid_dataset,
     validate_dataset,
@@ -194,3 +195,17 @@ def test_training_stops_on_a_bad_file_before_the_first_step(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(root / "images" / "b.tif") in err and "Traceback" not in err
     assert steps_logged(tmp_path / "run") == 0 and tree(root) == before
+
+
+def test_the_cache_folder_keeps_at_most_max_cache_files(tmp_path):
+    folder = validation_cache_path(tmp_path).parent
+    folder.mkdir(parents=True)
+    for k in range(MAX_CACHE_FILES + 5):
+        old = folder / f"old-{k}.json"
+        old.write_text("{}")
+        os.utime(old, (1_000_000 + k, 1_000_000 + k))
+    root = folder_set(tmp_path / "data")
+    validate_dataset(root)
+    kept = sorted(p.name for p in folder.glob("*.json"))
+    assert len(kept) == MAX_CACHE_FILES and validation_cache_path(root).name in kept
+    assert "old-0.json" not in kept and f"old-{MAX_CACHE_FILES + 4}.json" in kept  # oldest go
