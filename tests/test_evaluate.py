@@ -126,7 +126,8 @@ def _folder_dataset(root):
     write_dataset_json(root, {"name": "toy", "domain": "natural", "metric": "miou"})
 
 
-def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys):
+def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COBOT_CACHE", str(tmp_path / "cache"))  # the dataset check's cache
     _folder_dataset(tmp_path / "toy")
     config = tmp_path / "toy.yaml"
     config.write_text(
