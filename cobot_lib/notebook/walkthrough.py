@@ -53,7 +53,7 @@ __all__ = [
     "run_one",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PLOTLY_JS = "plotly.min.js"
 DEFAULT_SECONDS = 60.0  # expected time of a notebook with no stored duration and nothing measured

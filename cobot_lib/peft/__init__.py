@@ -6,7 +6,15 @@ merge(sam)                                      # fold linear adapters for infer
 """
 
 from .cobot import CobotBridge, RelationMatrix
-from .config import DEFAULT_RANK, METHODS, PEFT_METHODS, CobotConfig, PeftConfig, make_config
+from .config import (
+    DEFAULT_RANK,
+    METHODS,
+    PEFT_METHODS,
+    CobotConfig,
+    PeftConfig,
+    differing_keys,
+    make_config,
+)
 from .inject import (
     PeftSummary,
     apply_peft,
@@ -46,6 +54,7 @@ __all__ = [
     "cobot_bridges",
     "count_trainable",
     "is_adapter_name",
+    "differing_keys",
     "load_adapter",
     "make_config",
     "merge",
