@@ -275,6 +275,9 @@ def test_unknown_layout_and_other_backbone():
     plain = build_sam("tiny").state_dict()
     with pytest.raises(ValueError, match="unknown checkpoint layout: no LoRA or Adapter keys"):
         load_official(build_sam("tiny"), plain)
+    mobile = {"image_encoder.layers.1.blocks.0.attn.qkv.linear_a_q.weight": torch.ones(4, 8)}
+    with pytest.raises(ValueError, match="MobileSAM"):
+        load_official(build_sam("tiny"), mobile)
     state = their_checkpoint("adaptformer", True, "hypercomplex")
     fewer = {k: v for k, v in state.items() if not k.startswith("image_encoder.blocks.11.")}
     with pytest.raises(ValueError, match="11 encoder blocks, this SAM has 12"):

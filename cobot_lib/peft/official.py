@@ -124,6 +124,11 @@ def _prefix(method: str, block: int) -> str:
 
 def detect_variant(state: Mapping[str, torch.Tensor]) -> OfficialVariant:
     """Which of the authors' modules ``state`` was saved from (ValueError if none or both)."""
+    if any(k.startswith("image_encoder.layers.") for k in state):
+        raise ValueError(
+            "a MobileSAM (TinyViT) checkpoint (image_encoder.layers.*) cannot be converted: "
+            "this project builds ViT SAMs (image_encoder.blocks.*) only"
+        )
     lora = any(k.endswith(".attn.qkv.linear_a_q.weight") for k in state)
     adapter = any(k.endswith(".mlp.down_proj.weight") for k in state)
     if lora == adapter:
