@@ -114,7 +114,17 @@ def measure(model_type: str, rounds: int, tmp: Path) -> dict:
         "mib": {k: p.stat().st_size / 2**20 for k, p in paths.items()},
         "diffs": diffs,
         "median_ms": {k: 1000 * statistics.median(v) for k, v in times.items()},
+        "ratio": {part: _ratio(times, part) for part in ("encoder", "decoder")},
     }
+
+
+def _ratio(times: dict[str, list[float]], part: str) -> tuple[float, float, float]:
+    """Median and quartiles of the per-round ratio onnxruntime / PyTorch (a round's two calls
+    run back to back, so load from other processes hits both sides alike)."""
+    pairs = zip(times[f"{part} onnxruntime"], times[f"{part} torch"], strict=True)
+    ratios = sorted(o / t for o, t in pairs)
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return statistics.median(ratios), q[0], q[-1]
 
 
 def report(results: list[dict], args: argparse.Namespace, load: tuple[float, float]) -> str:
@@ -129,19 +139,22 @@ def report(results: list[dict], args: argparse.Namespace, load: tuple[float, flo
         "(300 x 451) resized to the model's size, one box. Command: "
         f"`.venv/bin/python benchmarks/bench_onnx.py{' --skip-vit-b' if args.skip_vit_b else ''}`.",
         "",
-        "| model | part | PyTorch (ms) | onnxruntime (ms) | onnxruntime / PyTorch | file (MiB) |",
+        "| model | part | PyTorch (ms) | onnxruntime (ms) | onnxruntime / PyTorch "
+        "[quartiles] | file (MiB) |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for r in results:
         for part in ("encoder", "decoder"):
             t, o = r["median_ms"][f"{part} torch"], r["median_ms"][f"{part} onnxruntime"]
+            ratio, low, high = r["ratio"][part]
             lines.append(
-                f"| {r['model']} | {part} | {t:.1f} | {o:.1f} | {o / t:.2f} | "
-                f"{r['mib'][part]:.1f} |"
+                f"| {r['model']} | {part} | {t:.1f} | {o:.1f} | {ratio:.2f} [{low:.2f}, "
+                f"{high:.2f}] | {r['mib'][part]:.1f} |"
             )
     lines += [
         "",
-        "Medians over the rounds below (PyTorch and onnxruntime alternate in every round).",
+        "Times: medians over the rounds below; the ratio is the median of per-round ratios "
+        "(PyTorch and onnxruntime alternate in every round).",
         "",
         "| model | rounds | export (s) | max abs diff: embeddings | low-res logits | masks | "
         "IoU scores | max abs low-res logit |",
