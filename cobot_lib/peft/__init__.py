@@ -3,6 +3,7 @@
 summary = apply_peft(sam, "lora", cobot=True)   # freeze, inject, report trainable params
 save_adapter(sam, "runs/x"); load_adapter(build_sam("tiny"), "runs/x")
 merge(sam)                                      # fold linear adapters for inference
+load_official(build_sam("vit_b"), read_official("their.pth"))  # the authors' checkpoints
 """
 
 from .cobot import CobotBridge, RelationMatrix
@@ -36,6 +37,7 @@ from .io import (
 )
 from .layers import AdaptformerMLP, LoRAQKV
 from .merge import merge
+from .official import load_official, read_official, save_official
 
 __all__ = [
     "AdaptformerMLP",
@@ -56,13 +58,16 @@ __all__ = [
     "is_adapter_name",
     "differing_keys",
     "load_adapter",
+    "load_official",
     "make_config",
     "merge",
     "parameter_groups",
     "peft_config_of",
     "read_adapter_config",
+    "read_official",
     "relation_of",
     "save_adapter",
+    "save_official",
     "summarize",
     "unload",
 ]
