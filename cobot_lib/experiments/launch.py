@@ -279,13 +279,15 @@ def run_sweep(
     resources: Resources | None = None,
     step_times: str | Path | None = STEP_TIMES,
     wait: bool = True,
-    poll_seconds: float = 30.0,
+    poll_seconds: float | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Run every missing run of ``sweep``; write and return the table and the run outcomes.
 
     ``resources``: the executor and each job's share (default: the grid file's). ``log`` gets
     one line per run (default: print, flushed). Outcomes: {slug, status ("done", "ran",
     "failed", "in flight"), seconds, error} plus ``logs`` (and ``notebook``) for cluster jobs.
+    ``poll_seconds``: how often job states are read (default 1 s for submitit-local, 30 s for
+    SLURM, whose ``sacct`` should not be hammered).
     """
     log = log or functools.partial(print, flush=True)
     if not isinstance(sweep, Sweep):
@@ -329,7 +331,8 @@ def run_sweep(
                 f"{', '.join(ids)}); logs in {out.resolve() / 'jobs'}")  # fmt: skip
         if submitted and wait:
             try:
-                outcomes += wait_for(submitted, report, poll_seconds)
+                poll = poll_seconds or (1.0 if resources.executor == "submitit-local" else 30.0)
+                outcomes += wait_for(submitted, report, poll)
             except KeyboardInterrupt:
                 if resources.executor == "submitit-local":
                     for _, job in submitted:
