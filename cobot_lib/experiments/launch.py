@@ -263,7 +263,7 @@ def _reporter(log: Callable[[str], None], total: int) -> Callable[[dict], None]:
                 "in flight": f"still queued or running ({o['error']}), not resubmitted",
                 "failed": f"FAILED{seconds}: {o['error']}"}[o["status"]]  # fmt: skip
         if o["status"] == "failed":
-            where = o.get("logs", []) + [o["notebook"]] * ("notebook" in o)
+            where = o.get("logs", []) + ([o["notebook"]] if "notebook" in o else [])
             text += ("; see " + ", ".join(where)) if where else ""
         log(f"[{count[0]}/{total}] {o['slug']}: {text}")
 

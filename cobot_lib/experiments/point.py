@@ -47,10 +47,6 @@ from .sweep import NOTEBOOK, RESERVED, read_metrics, run_directory, run_one, run
 
 __all__ = ["PointFailed", "PointJob", "notebook_config", "torchrun_metrics"]
 
-#: one "step" record in metrics.jsonl per this many Adam steps (long multi-GPU runs)
-LOG_EVERY = 50
-
-
 class PointFailed(RuntimeError):
     """A grid point ended without its metrics; the message is the run's error."""
 
@@ -88,8 +84,8 @@ def torchrun_metrics(
     ``results.json`` and a zero-shot evaluation summary.
 
     ``seconds``: the training run (model build, training, final evaluation); ``train_seconds``:
-    the sum of the epochs' times; ``steps``: Adam steps; ``final_loss``: the last logged step's
-    loss (one in ``LOG_EVERY``).
+    the sum of the epochs' times; ``steps`` and ``final_loss``: from the step records (one per
+    Adam step, the trainer's default, as in the notebook).
     """
     history = result["history"]
     steps = [r for r in history if r["event"] == "step"]
@@ -106,7 +102,7 @@ def torchrun_metrics(
         "zero_shot_mdsc": zero_shot["mean_dsc"],
         "seconds": result["seconds"],
         "train_seconds": sum(r.get("seconds", 0.0) for r in history if r["event"] == "epoch"),
-        "steps": max((r.get("global_step", 0) for r in history), default=0),
+        "steps": len(steps),
         "final_loss": steps[-1]["loss"] if steps else None,
         "trainable_params": result["trainable_parameters"],
         "image_encoder_params": result["image_encoder_parameters"],
@@ -170,7 +166,7 @@ class PointJob:
         if self.processes > 1:
             data = notebook_config(self.full_params(), self.run_dir / "train")
             data["optim"]["batch_size"] = self.processes
-            data["runtime"].update(resume="auto", log_every=LOG_EVERY)
+            data["runtime"]["resume"] = "auto"
             config_from_dict(data, f"grid point {self.slug}")  # raises ConfigError if invalid
             text = yaml.safe_dump(data, sort_keys=False)
             atomic_write(self.config_path, lambda tmp: tmp.write_text(text))
