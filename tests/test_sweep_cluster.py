@@ -55,7 +55,8 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir.mkdir()
     state.mkdir()
     scripts = {
-        "sbatch": f'n=$(ls {state} | grep -c "^sbatch_"); cp "$1" {state}/sbatch_$n.sh\n'
+        "sbatch": f"if [ -f {state}/refuse.txt ]; then cat {state}/refuse.txt >&2; exit 1; fi\n"
+        f'n=$(ls {state} | grep -c "^sbatch_"); cp "$1" {state}/sbatch_$n.sh\n'
         'echo "Submitted batch job 4242"',
         "srun": "exit 1",
         "sacct": f"cat {state}/sacct.txt 2>/dev/null || echo 'JobID|State|NodeList'",
@@ -161,6 +162,15 @@ def test_resubmission_skips_jobs_still_queued(tmp_path, fake_slurm, capsys) -> N
     assert len(scripts) == 2 and "array" not in _flags(scripts[1])
 
 
+def test_a_refused_submission_is_one_clear_error(tmp_path, fake_slurm, capsys) -> None:
+    grid, sets = _multi_gpu_grid(tmp_path)
+    (fake_slurm / "refuse.txt").write_text("sbatch: error: invalid partition specified: gpu")
+    assert main([str(grid), "--out", str(tmp_path / "out"), *sets, "--no-wait"]) == 2
+    err = capsys.readouterr().err
+    message = "error: slurm refused the 2 job(s), nothing was submitted: sbatch: error: invalid"
+    assert message in err and not list((tmp_path / "out").glob("runs/*/job.json"))
+
+
 # ---- bad input: one clear error, nothing submitted --------------------------------------------
 @pytest.mark.parametrize(
     ("change", "args", "message"),
@@ -179,6 +189,11 @@ def test_resubmission_skips_jobs_still_queued(tmp_path, fake_slurm, capsys) -> N
         ({}, ["--set", "data_dri=/x"], "has no path 'data_dri'"),
         ({"paths": {"data_dir": "???"}}, ["--no-set"], "paths.data_dir is not set ('???')"),
         ({}, ["--jobs", "2"], "--jobs applies to the local executor"),
+        (
+            {"fixed": {"device": "auto", "method": "decoder", "cobot": True}},
+            ["--executor", "local", "--gpus-per-run", "2"],
+            "cannot run with torchrun: peft section: peft.method='decoder' takes no rank and no",
+        ),
     ],
 )
 def test_bad_input_fails_before_anything_is_submitted(

@@ -44,6 +44,7 @@ import pandas as pd
 import submitit
 from submitit.helpers import as_completed
 
+from ..engine.config import ConfigError
 from .estimate import STEP_TIMES, Estimate, StepTimes, estimate_run
 from .inputs import check_inputs
 from .point import PointJob
@@ -107,6 +108,12 @@ def plan_sweep(
                  kernel=kernel)
         for run in sweep.runs
     ]  # fmt: skip
+    if resources.processes > 1:  # torchrun points: their training configs must be valid
+        for point in points:
+            try:
+                point.train_config()
+            except ConfigError as exc:
+                raise SweepError(f"{point.slug} cannot run with torchrun: {exc}") from None
     done = {p.slug for p in points if find_run(out, p.params) is not None}
     flying = {}
     if resources.executor == "slurm":
@@ -209,7 +216,13 @@ def submit(
     for point in points:
         point.prepare()
         (point.run_dir / "error.txt").unlink(missing_ok=True)  # a previous attempt's
-    jobs = executor.submit_array(points)
+    try:
+        jobs = executor.submit_array(points)
+    except Exception as exc:  # sbatch refused (unknown partition, account, limits...)
+        raise SweepError(
+            f"{resources.executor} refused the {len(points)} job(s), nothing was submitted: "
+            f"{str(exc).strip()}"
+        ) from exc
     stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     for point, job in zip(points, jobs, strict=True):
         record = {

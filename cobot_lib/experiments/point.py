@@ -47,6 +47,7 @@ from .sweep import NOTEBOOK, RESERVED, read_metrics, run_directory, run_one, run
 
 __all__ = ["PointFailed", "PointJob", "notebook_config", "torchrun_metrics"]
 
+
 class PointFailed(RuntimeError):
     """A grid point ended without its metrics; the message is the run's error."""
 
@@ -159,16 +160,21 @@ class PointJob:
             f"--nproc_per_node={self.processes}", "-m", "cobot_lib.train", str(self.config_path),
         ]  # fmt: skip
 
+    def train_config(self) -> dict[str, Any]:
+        """A torchrun point's training config: the notebook's, with a global batch of one image
+        per process and resuming from its own checkpoint; checked (raises ConfigError)."""
+        data = notebook_config(self.full_params(), self.run_dir / "train")
+        data["optim"]["batch_size"] = self.processes
+        data["runtime"]["resume"] = "auto"
+        config_from_dict(data, f"grid point {self.slug}")
+        return data
+
     def prepare(self) -> None:
-        """Write ``params.json`` (and a torchrun point's checked config) before submission."""
+        """Write ``params.json`` (and a torchrun point's config) before submission."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "params.json").write_text(json.dumps(self.params, indent=1))
         if self.processes > 1:
-            data = notebook_config(self.full_params(), self.run_dir / "train")
-            data["optim"]["batch_size"] = self.processes
-            data["runtime"]["resume"] = "auto"
-            config_from_dict(data, f"grid point {self.slug}")  # raises ConfigError if invalid
-            text = yaml.safe_dump(data, sort_keys=False)
+            text = yaml.safe_dump(self.train_config(), sort_keys=False)
             atomic_write(self.config_path, lambda tmp: tmp.write_text(text))
 
     def run(self) -> dict[str, Any]:
