@@ -216,6 +216,15 @@ def test_bad_input_fails_before_anything_is_submitted(
     assert not out.exists() and _sbatch_scripts(fake_slurm) == []
 
 
+def test_slurm_without_sbatch_is_one_clear_error(tmp_path, monkeypatch, capsys) -> None:
+    grid, sets = _multi_gpu_grid(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sbatch, no srun
+    out = tmp_path / "out"
+    assert main([str(grid), "--out", str(out), *sets]) == 2
+    assert "the slurm executor needs sbatch and srun on the PATH" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_time_limits_read_like_slurm() -> None:
     minutes = lambda **kw: datetime.timedelta(**kw).total_seconds() / 60  # noqa: E731
     assert parse_time("1-06:00:00") == minutes(days=1, hours=6)

@@ -172,6 +172,14 @@ def describe_plan(planned: list[Planned], resources: Resources, times: StepTimes
     return lines
 
 
+def _require_slurm() -> None:
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise SweepError(
+            "the slurm executor needs sbatch and srun on the PATH (run on the cluster's login "
+            "node), or use --executor local"
+        )
+
+
 def _mem(gb: float) -> str:
     return f"{int(gb)}GB" if gb == int(gb) else f"{int(gb * 1024)}MB"
 
@@ -179,11 +187,7 @@ def _mem(gb: float) -> str:
 def make_executor(resources: Resources, folder: Path, name: str) -> submitit.Executor:
     """submitit's SlurmExecutor or LocalExecutor, set up with the sweep's resources."""
     if resources.executor == "slurm":
-        if shutil.which("sbatch") is None or shutil.which("srun") is None:
-            raise SweepError(
-                "the slurm executor needs sbatch and srun on the PATH (run on the cluster's "
-                "login node), or use --executor local"
-            )
+        _require_slurm()
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=0)
         params: dict[str, Any] = {
             "job_name": f"cobot-{name}", "partition": resources.partition,
@@ -315,6 +319,8 @@ def run_sweep(
         raise SweepError("runs on several GPUs take all of this machine's GPUs: use --jobs 1")
     out = Path(out_dir or Path("runs") / "sweeps" / sweep.name)
     planned = plan_sweep(sweep, out, resources, StepTimes.load(step_times), kernel)
+    if resources.executor == "slurm":
+        _require_slurm()
     out.mkdir(parents=True, exist_ok=True)
     report = _reporter(log, len(planned))
     outcomes: list[dict[str, Any]] = []
