@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cobot_lib.experiments.launch import main, run_sweep
+from cobot_lib.experiments.cli import main
+from cobot_lib.experiments.launch import run_sweep
 from cobot_lib.experiments.sweep import (
     NOTEBOOK,
     Sweep,

@@ -19,8 +19,9 @@ import yaml
 from torch.distributed.run import get_args_parser
 
 from cobot_lib.engine.config import PAPER_DEFAULTS, load_config
+from cobot_lib.experiments.cli import main
 from cobot_lib.experiments.estimate import StepTimes, estimate_run
-from cobot_lib.experiments.launch import main, plan_sweep, run_sweep, submit, wait_for
+from cobot_lib.experiments.launch import plan_sweep, run_sweep, submit, wait_for
 from cobot_lib.experiments.point import PointJob
 from cobot_lib.experiments.resources import Resources, SweepError, parse_time
 from cobot_lib.experiments.sweep import Sweep, find_run, load_results, load_sweep, run_slug

@@ -5,7 +5,7 @@
     python -m cobot_lib.sweep configs/sweeps/paper_table4.yaml --set data_dir=/data \
         --set sam_checkpoint=/ckpt/sam_vit_b_01ec64.pth --executor slurm --partition gpu
 
-(The command line, the executors and the dry run's cost estimate: ``cobot_lib.experiments.launch``.)
+(Command line and dry run: ``experiments.cli``; executors: ``.launch``; cost: ``.estimate``.)
 
 A grid file (YAML; ``relation: off`` stays a string, as in the training configs)::
 
