@@ -40,6 +40,7 @@ from .runtime import (
     Indexed,
     PromptedSam,
     autocast,
+    batch_prompts,
     build_datasets,
     build_model,
     collate,
@@ -114,11 +115,12 @@ def evaluate_model(
     progress: bool = False,
     cache: EmbeddingCache | None = None,
 ) -> EvalResult:
-    """Box-prompted predictions for every instance of ``dataset``, scored at the original size.
+    """Prompted predictions for every instance of ``dataset``, scored at the original size.
 
     Args:
         sam: a Sam (with or without adapters); put in eval mode for the call.
-        dataset: items in the project's format (``cobot_lib.data``), boxes as the prompts.
+        dataset: items in the project's format (``cobot_lib.data``); each item's "prompt"
+            says which of its boxes / points the model gets (boxes when absent).
         device: defaults to the device of ``sam``'s parameters.
         save_masks: directory for ``NAME.npz`` files (bool masks (N, H, W), dsc, iou); written
             by rank 0 only.
@@ -140,10 +142,10 @@ def evaluate_model(
     bar = tqdm(loader, desc="evaluate", disable=not (progress and dist.is_main()), leave=False)
     for batch in bar:
         images = batch["image"].to(device)
-        boxes = [b.to(device) for b in batch["boxes"]]
+        prompts = batch_prompts(batch, device)
         with autocast(device, dtype):
             emb = cache.get(model, images, batch["index"]) if cache is not None else None
-            logits = model(boxes, images=None if emb is not None else images, embeddings=emb)
+            logits = model(prompts, images=None if emb is not None else images, embeddings=emb)
         for j, low in enumerate(logits):
             item = {k: v[j] for k, v in batch.items() if k != "image"}
             gt = original_masks(item, dataset)

@@ -1,17 +1,28 @@
-"""The training engine: box-prompted fine-tuning of SAM with BCE + Dice (Eq. 22) and Adam.
+"""The training engine: prompted fine-tuning of SAM with BCE + Dice (Eq. 22) and Adam.
 
     result = run_experiment("configs/demo/tiny_nuclei_lora_cobot.yaml", ["runtime.seed=1"])
     python -m cobot_lib.train CONFIG.yaml key=value ...           # one process
     torchrun --nproc_per_node=4 -m cobot_lib.train CONFIG.yaml    # DDP, one process per GPU
 
 Protocol (Sec. 5.1): every step takes ``optim.batch_size`` images (the paper: 1) and supervises
-all instances of each image from one image-encoder pass (``prompting``), with the box prompts
-jittered by the dataset. Each epoch ends with a checkpoint (``checkpoint.py``, atomic) and an
-adapter export (``RUN_DIR/adapter``, ``peft.save_adapter``); ``RUN_DIR/metrics.jsonl`` gets one
-JSON line per logged step, epoch and evaluation. A run continues from its checkpoint exactly:
-the sample order is a function of (seed, epoch), the box jitter of (seed, index, epoch) (the
-datasets' ``set_epoch``) and the remaining randomness (dropout) comes from the saved RNG states,
-so a stopped-and-resumed run ends with the same weights as an uninterrupted one.
+all instances of each image from one image-encoder pass (``prompting``), with the prompts
+(``data.prompt``: jittered boxes and/or sampled points) drawn by the dataset. Each epoch ends
+with a checkpoint (``checkpoint.py``, atomic) and an adapter export (``peft.save_adapter``);
+``RUN_DIR/metrics.jsonl`` gets one JSON line per logged step, epoch, validation and evaluation.
+
+Validation (``validation.py``; on unless ``data.val_split`` is null): the zero-shot model is
+scored on the validation split first, then after every epoch (or every
+``validation.every_steps`` steps); ``RUN_DIR/adapter`` is the best adapter so far,
+``RUN_DIR/last_adapter`` the last epoch's; training may stop early (``validation.patience``);
+at the end the model holds the best weights and one line compares zero-shot, best and final
+validation scores (with a warning when training never beat zero-shot). Validation runs with
+the random state saved and restored, so it does not change what is trained. Without
+validation, ``RUN_DIR/adapter`` is the last epoch's, as before.
+
+A run continues from its checkpoint exactly: the sample order is a function of (seed, epoch),
+the box jitter and point prompts of (seed, index, epoch) (the datasets' ``set_epoch``) and the
+remaining randomness (dropout) comes from the saved RNG states, so a stopped-and-resumed run ends
+with the same weights as an uninterrupted one (model selection resumes from the history).
 """
 
 from __future__ import annotations
@@ -26,13 +37,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from segment_anything.modeling import Sam
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..backbone.prompting import upsample_logits
-from ..peft import apply_peft, peft_config_of, save_adapter, summarize
+from ..files import atomic_write
+from ..peft import adapter_state_dict, apply_peft, peft_config_of, save_adapter, summarize
+from ..peft.io import WEIGHTS_NAME
 from . import distributed as dist
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -51,8 +65,10 @@ from .runtime import (
     Indexed,
     PromptedSam,
     autocast,
+    batch_prompts,
     build_datasets,
     build_model,
+    build_val_set,
     check_dataset,
     collate,
     enable_activation_checkpointing,
@@ -60,6 +76,7 @@ from .runtime import (
     precision,
     seed_everything,
 )
+from .validation import METRIC_KEYS, ValidationSummary, Validator
 
 __all__ = [
     "NonFiniteLossError",
@@ -89,6 +106,9 @@ class Trainer:
     Everything that can fail is checked in the constructor, before any training: the config, the
     resume checkpoint's configuration, the datasets, the batch size against the world size.
     ``callbacks`` receive every logged record (dict) on rank 0, e.g. for live plots.
+    ``val_set`` selects the kept adapter (``validation.py``); when the datasets are built from
+    the config it is ``data.val_split``'s, when they are given it must be given too (None: no
+    validation, said in the run's last line).
     """
 
     def __init__(
@@ -98,6 +118,7 @@ class Trainer:
         sam: Sam | None = None,
         train_set: Any = None,
         eval_set: Any = None,
+        val_set: Any = None,
         callbacks: Sequence[Callable[[dict], None]] = (),
     ):
         self.config = cfg = config.validate()
@@ -109,9 +130,12 @@ class Trainer:
         if train_set is None and eval_set is None:
             needs_training = cfg.epochs > 0 and cfg.peft.method != "freeze"
             train_set, eval_set = build_datasets(cfg, need_train=needs_training)
+            if val_set is None and needs_training:
+                val_set = build_val_set(cfg)
         check_dataset(train_set, "training")
         check_dataset(eval_set, "evaluation")
-        self.train_set, self.eval_set = train_set, eval_set
+        check_dataset(val_set, "validation")
+        self.train_set, self.eval_set, self.val_set = train_set, eval_set, val_set
         if cfg.optim.batch_size % self.env.world_size:
             raise ConfigError(
                 f"optim.batch_size={cfg.optim.batch_size} (the global batch) must be a multiple "
@@ -138,6 +162,7 @@ class Trainer:
         # one cache per dataset: the key is the index within that dataset
         self.cache = EmbeddingCache() if caching else None
         self.eval_cache = EmbeddingCache() if caching else None
+        self.val_cache = EmbeddingCache() if caching else None
         self.model = PromptedSam(sam)
         self.forward = self.model
         if self.trains and dist.is_distributed():
@@ -151,6 +176,13 @@ class Trainer:
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.last_checkpoint: Path | None = None
+        self.validator: Validator | None = None
+        if self.trains and val_set is not None:
+            v = cfg.validation
+            self.validator = Validator(METRIC_KEYS[cfg.metric], v.every_steps, v.patience,
+                                       v.min_delta)  # fmt: skip
+        self.best_state: dict[str, torch.Tensor] | None = None  # the kept adapter's tensors
+        self.validation: ValidationSummary | None = None  # set when fit() ends
 
     def _save(self, epoch: int, step: int, global_step: int) -> None:
         if dist.is_main():
@@ -183,7 +215,7 @@ class Trainer:
     def _step(self, batch: dict, epoch: int, step: int, global_step: int) -> float:
         dev, size = self.env.device, self.sam.image_encoder.img_size
         masks = [torch.as_tensor(m).to(dev, torch.float32) for m in batch["masks"]]
-        boxes = [torch.as_tensor(b).to(dev, torch.float32) for b in batch["boxes"]]
+        prompts = batch_prompts(batch, dev)
         images = batch["image"].to(dev)
         with autocast(dev, self.dtype):
             emb = (
@@ -191,7 +223,9 @@ class Trainer:
                 if self.cache is not None
                 else None
             )
-            logits = self.forward(boxes, images=None if emb is not None else images, embeddings=emb)
+            logits = self.forward(
+                prompts, images=None if emb is not None else images, embeddings=emb
+            )
         losses = [
             bce_dice_loss(upsample_logits(lg.float(), size)[:, 0], m)
             for lg, m in zip(logits, masks, strict=True)
@@ -240,10 +274,12 @@ class Trainer:
             restore_rng(self.resume["rng"])
         else:  # the run's randomness depends on the seed only, not on how the model was built
             seed_everything(cfg.runtime.seed)
+        self._start_validation(global_step)
         self.sam.train()
         max_steps, save_every = cfg.runtime.max_steps, cfg.runtime.save_every
+        stopped = self.validator is not None and self.validator.stopped
         for epoch in range(epoch0, cfg.epochs):
-            if max_steps is not None and global_step >= max_steps:
+            if stopped or (max_steps is not None and global_step >= max_steps):
                 break
             indices = self._epoch_indices(epoch)
             if hasattr(self.train_set, "set_epoch"):
@@ -270,11 +306,18 @@ class Trainer:
                     self._log({"event": "step", "epoch": epoch + 1, "step": step + 1,
                                "global_step": global_step, "loss": loss})  # fmt: skip
                 stop = max_steps is not None and global_step >= max_steps
-                if step + 1 < n_steps and (stop or (save_every and global_step % save_every == 0)):
+                mid_epoch, improved = step + 1 < n_steps, False
+                if mid_epoch and self.validator and self.validator.due(global_step, False):
+                    improved, stopped = self._validate(epoch + 1, global_step)
+                if mid_epoch and (stop or stopped or improved or
+                                  (save_every and global_step % save_every == 0)):  # fmt: skip
                     self._save(epoch, step + 1, global_step)
-                if stop and step + 1 < n_steps:
+                if improved:
+                    self._write_best()
+                if (stop or stopped) and mid_epoch:
                     bar.close()
                     self.position = (epoch, step + 1, global_step)
+                    self._finish_validation()
                     return self.history
             bar.close()
             skip = 0
@@ -287,11 +330,102 @@ class Trainer:
             if cfg.eval.every_epoch and self.eval_set is not None:
                 self._log({"event": "eval", "epoch": epoch + 1, **self.evaluate().summary()})
                 self.sam.train()
+            improved = False
+            if self.validator and self.validator.due(global_step, True):
+                improved, stopped = self._validate(epoch + 1, global_step)
             self._save(epoch + 1, 0, global_step)
+            if improved:
+                self._write_best()
             if dist.is_main():
-                save_adapter(self.sam, self.run_dir / "adapter")
+                last = "last_adapter" if self.validator else "adapter"
+                save_adapter(self.sam, self.run_dir / last)
             self.position = (epoch + 1, 0, global_step)
+        self._finish_validation()
         return self.history
+
+    # ---- validation (model selection, early stopping) -------------------------------------
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in adapter_state_dict(self.sam).items()}
+
+    def _write_best(self) -> None:
+        """RUN_DIR/adapter := the best adapter, with selection.json naming its step.
+
+        Called after the checkpoint that records the improvement, so a run resumed from that
+        checkpoint finds the best adapter here, or (if this write was cut) holds it as its
+        current weights.
+        """
+        if not dist.is_main():
+            return
+        record, directory = self.validator.best, self.run_dir / "adapter"
+        save_adapter(self.sam, directory)
+        where = {k: record[k] for k in ("epoch", "global_step", self.validator.metric)}
+        text = json.dumps(where, indent=1)
+        atomic_write(directory / "selection.json", lambda tmp: tmp.write_text(text))
+
+    def _validate(self, epoch: int, global_step: int) -> tuple[bool, bool]:
+        """Score the validation split now: (is it the best so far, must training stop)."""
+        devices = [self.env.device] if self.env.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # training randomness stays untouched
+            result = evaluate_model(
+                self.sam, self.val_set, device=self.env.device, amp=self.config.runtime.amp,
+                progress=False, cache=self.val_cache,
+            )  # fmt: skip
+        record = self.validator.observe(result.summary(), epoch, global_step)
+        self._log(record)
+        if self.validator.stopped:
+            self._log({"event": "early_stop", "epoch": epoch, "global_step": global_step,
+                       "patience": self.config.validation.patience})  # fmt: skip
+        if record["improved"]:
+            self.best_state = self._snapshot()
+        return record["improved"], self.validator.stopped
+
+    def _start_validation(self, global_step: int) -> None:
+        """Rebuild selection state on resume (or score zero-shot on a fresh run)."""
+        if self.validator is None:
+            return
+        self.validator.restore(self.history)
+        best = self.validator.best
+        if best is None:
+            if global_step == 0 and self._validate(0, 0)[0]:
+                self._write_best()
+            return
+        if best["global_step"] == global_step:  # the checkpoint's weights are the best ones
+            self.best_state = self._snapshot()
+            return
+        directory = self.run_dir / "adapter"
+        try:
+            saved = json.loads((directory / "selection.json").read_text())["global_step"]
+        except (OSError, ValueError, KeyError):
+            saved = None
+        if saved != best["global_step"]:
+            raise ConfigError(
+                f"cannot resume model selection: the history's best model is from step "
+                f"{best['global_step']}, but {directory} holds step {saved}; start over with "
+                "runtime.resume=never"
+            )
+        self.best_state = load_file(str(directory / WEIGHTS_NAME))
+
+    def _finish_validation(self) -> None:
+        """Score the last model if needed, restore the best weights, print the summary line."""
+        if self.validator is None:
+            return
+        epoch, step, global_step = self.position
+        if self.validator.last_step != global_step:
+            improved, _ = self._validate(epoch + (1 if step else 0), global_step)
+            self._save(epoch, step, global_step)
+            if improved:
+                self._write_best()
+        if self.best_state is not None:
+            self.sam.load_state_dict(self.best_state, strict=False)
+        self.validation = summary = self.validator.summary()
+        self._say(summary.line(self.config.data.val_split or "validation"))
+        warning = summary.warning(self.config.lr, self.config.epochs)
+        if warning:
+            self._say(warning, err=True)
+
+    def _say(self, text: str, err: bool = False) -> None:
+        if dist.is_main():
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
     def evaluate(self, save_masks: bool = False) -> EvalResult:
         """Score the current model on the evaluation set (original image size)."""
@@ -315,9 +449,10 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; the notebooks' and the CLI's entry point.
 
-    Returns {"metrics": {mean_dsc, miou, ...}, "per_instance": [...], "history": [...],
-    "config", "fingerprint", "run_dir", "trainable_parameters", "peft", "seconds"}; the same is
-    written to RUN_DIR/results.json.
+    Returns {"metrics": {mean_dsc, miou, ...}, "per_instance": [...], "validation": {...} or
+    None (``ValidationSummary.to_dict``), "history": [...], "config", "fingerprint", "run_dir",
+    "trainable_parameters", "peft", "seconds"}; the same is written to RUN_DIR/results.json.
+    With validation the test metrics are the kept (best-on-validation) model's.
     """
     start = time.perf_counter()
     cfg = load_config(config, list(overrides))
@@ -328,6 +463,9 @@ def run_experiment(
         evaluation = trainer.evaluate(save_masks=cfg.eval.save_masks)
         result = {"metrics": evaluation.summary(), "per_instance": evaluation.rows}
         trainer._log({"event": "eval", "epoch": trainer.position[0], **result["metrics"]})
+    result.update(
+        validation=trainer.validation.to_dict() if trainer.validation is not None else None,
+    )
     result.update(
         history=history,
         config=cfg.to_dict(),
