@@ -251,3 +251,23 @@ def test_a_dataset_without_the_val_split_is_a_clear_error(tmp_path):
     assert "data.val_split='val'" in text and str(root / "splits" / "val.txt") in text
     assert "data.val_split=null" in text
     assert build_val_set(_config(tmp_path, data={"root": str(root), "val_split": None})) is None
+
+
+def test_sweep_tables_take_the_validation_fields_as_results_not_parameters(validated):
+    import pandas as pd
+
+    from cobot_lib.engine.validation import VALIDATION_FIELDS, validation_fields
+    from cobot_lib.experiments.tables import summarise, tidy
+
+    base = {"dataset": "demo:nuclei", "method": "lora", "cobot": True, "rank": 4, "miou": 0.8,
+            "mdsc": 0.85, "seconds": 10.0, "zero_shot_miou": 0.7, "zero_shot_mdsc": 0.75,
+            "trainable_params": 10, "image_encoder_params": 5}  # fmt: skip
+    rows = [
+        {**base, "seed": 0, **validation_fields(validated.validation)},
+        {**base, "seed": 1, **validation_fields(None)},
+    ]
+    assert set(validation_fields(None)) == set(VALIDATION_FIELDS)
+    df = tidy(pd.DataFrame(rows))
+    assert str(df["val_best_epoch"].dtype) == "Int64"
+    summary = summarise(df)
+    assert len(summary) == 1 and summary["n_seeds"].item() == 2  # not split by val_* values

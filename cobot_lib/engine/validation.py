@@ -25,11 +25,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["METRIC_KEYS", "Validator", "ValidationSummary"]
+__all__ = [
+    "METRIC_KEYS",
+    "VALIDATION_FIELDS",
+    "Validator",
+    "ValidationSummary",
+    "validation_fields",
+]
 
 #: the run's metric (``TrainConfig.metric``) -> its key in ``EvalResult.summary()``
 METRIC_KEYS = {"miou": "miou", "dsc": "mean_dsc"}
 _NAMES = {"miou": "mIoU", "mean_dsc": "mean DSC"}
+
+
+#: the flat keys a run's metrics record gets (notebook 04's metrics JSON, sweep tables)
+VALIDATION_FIELDS = ("val_metric", "val_zero_shot", "val_best", "val_best_epoch", "val_best_step",
+                     "val_final", "val_best_trained", "val_count", "early_stopped",
+                     "beat_zero_shot")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class ValidationSummary:
     beat_zero_shot: bool | None  # None when zero-shot was not scored
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary under the flat keys of ``VALIDATION_FIELDS``."""
         return {
             "val_metric": self.metric,
             "val_zero_shot": self.zero_shot,
@@ -181,3 +194,9 @@ class Validator:
             early_stopped=self.stopped,
             beat_zero_shot=beat,
         )
+
+
+def validation_fields(summary: ValidationSummary | None) -> dict[str, Any]:
+    """``summary.to_dict()``, or every ``VALIDATION_FIELDS`` key set to None for a run without
+    validation, so that every metrics record has the same columns."""
+    return summary.to_dict() if summary is not None else dict.fromkeys(VALIDATION_FIELDS)
