@@ -305,6 +305,13 @@ def test_csv_json_and_coco_prompts_agree(tmp_path):
         read_prompt_file(_prompts(tmp_path, "image,x0,y0,x1,y1\na.png,one,1,2,3\n", "p2.csv"))
     with pytest.raises(FileNotFoundError, match="prompt file not found"):
         read_prompt_file(tmp_path / "missing.json")
+    for empty in ("empty.json", "empty.csv"):
+        (tmp_path / empty).write_text("\n")
+        with pytest.raises(PromptFileError, match=f"prompt file .*{empty} is empty"):
+            read_prompt_file(tmp_path / empty)
+    header_only = _prompts(tmp_path, "image,x0,y0,x1,y1\n", "header.csv")
+    with pytest.raises(PromptFileError, match="holds no objects"):
+        read_prompt_file(header_only)
 
 
 def test_volume_prompts_need_a_slice_that_exists(tmp_path):

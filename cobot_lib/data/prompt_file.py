@@ -265,6 +265,11 @@ def read_prompt_file(path: str | os.PathLike) -> dict[str, list[ObjectPrompt]]:
     if not path.is_file():
         raise FileNotFoundError(f"prompt file not found: {path}")
     suffix = path.suffix.lower()
+    if not path.read_bytes().strip():
+        raise PromptFileError(
+            f"prompt file {path} is empty; give at least one box or point, or run predict "
+            "without --prompts for automatic (unprompted) masks"
+        )
     if suffix == ".json":
         table = _read_json(path)
     elif suffix == ".csv":
