@@ -153,7 +153,7 @@ def test_the_summary_line_compares_zero_shot_best_and_final(validated):
 def test_validation_does_not_change_what_is_trained(validated, tmp_path):
     plain = Trainer(_config(tmp_path), sam=_micro_sam(), train_set=_train_set())
     plain.fit()
-    assert plain.validator is None and not _vals(plain)
+    assert plain.selection is None and not _vals(plain)
     last = _micro_sam()
     load_adapter(last, validated.run_dir / "last_adapter")
     for key, value in adapter_state_dict(plain.sam).items():

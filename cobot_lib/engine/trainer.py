@@ -37,16 +37,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from segment_anything.modeling import Sam
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..backbone.prompting import upsample_logits
-from ..files import atomic_write
-from ..peft import adapter_state_dict, apply_peft, peft_config_of, save_adapter, summarize
-from ..peft.io import WEIGHTS_NAME
+from ..peft import apply_peft, peft_config_of, save_adapter, summarize
 from . import distributed as dist
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -76,7 +73,7 @@ from .runtime import (
     precision,
     seed_everything,
 )
-from .validation import METRIC_KEYS, ValidationSummary, Validator
+from .validation import METRIC_KEYS, ModelSelection, ValidationSummary, Validator
 
 __all__ = [
     "NonFiniteLossError",
@@ -176,12 +173,12 @@ class Trainer:
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.last_checkpoint: Path | None = None
-        self.validator: Validator | None = None
+        self.selection: ModelSelection | None = None
         if self.trains and val_set is not None:
             v = cfg.validation
-            self.validator = Validator(METRIC_KEYS[cfg.metric], v.every_steps, v.patience,
-                                       v.min_delta)  # fmt: skip
-        self.best_state: dict[str, torch.Tensor] | None = None  # the kept adapter's tensors
+            rules = Validator(METRIC_KEYS[cfg.metric], v.every_steps, v.patience, v.min_delta)
+            self.selection = ModelSelection(rules, sam, self._score_validation, self.run_dir,
+                                            self._log, self._save, self.env.device)  # fmt: skip
         self.validation: ValidationSummary | None = None  # set when fit() ends
 
     def _save(self, epoch: int, step: int, global_step: int) -> None:
@@ -274,10 +271,11 @@ class Trainer:
             restore_rng(self.resume["rng"])
         else:  # the run's randomness depends on the seed only, not on how the model was built
             seed_everything(cfg.runtime.seed)
-        self._start_validation(global_step)
+        if self.selection is not None:
+            self.selection.start(self.history, global_step)
         self.sam.train()
         max_steps, save_every = cfg.runtime.max_steps, cfg.runtime.save_every
-        stopped = self.validator is not None and self.validator.stopped
+        stopped = self.selection is not None and self.selection.stopped
         for epoch in range(epoch0, cfg.epochs):
             if stopped or (max_steps is not None and global_step >= max_steps):
                 break
@@ -306,14 +304,12 @@ class Trainer:
                     self._log({"event": "step", "epoch": epoch + 1, "step": step + 1,
                                "global_step": global_step, "loss": loss})  # fmt: skip
                 stop = max_steps is not None and global_step >= max_steps
-                mid_epoch, improved = step + 1 < n_steps, False
-                if mid_epoch and self.validator and self.validator.due(global_step, False):
-                    improved, stopped = self._validate(epoch + 1, global_step)
-                if mid_epoch and (stop or stopped or improved or
-                                  (save_every and global_step % save_every == 0)):  # fmt: skip
+                mid_epoch = step + 1 < n_steps
+                if mid_epoch and self.selection and self.selection.due(global_step, False):
+                    stopped = self.selection.run(epoch + 1, global_step, (epoch, step + 1))
+                periodic = save_every and global_step % save_every == 0
+                if mid_epoch and (stop or stopped or periodic):
                     self._save(epoch, step + 1, global_step)
-                if improved:
-                    self._write_best()
                 if (stop or stopped) and mid_epoch:
                     bar.close()
                     self.position = (epoch, step + 1, global_step)
@@ -330,102 +326,29 @@ class Trainer:
             if cfg.eval.every_epoch and self.eval_set is not None:
                 self._log({"event": "eval", "epoch": epoch + 1, **self.evaluate().summary()})
                 self.sam.train()
-            improved = False
-            if self.validator and self.validator.due(global_step, True):
-                improved, stopped = self._validate(epoch + 1, global_step)
+            if self.selection and self.selection.due(global_step, True):
+                stopped = self.selection.run(epoch + 1, global_step, (epoch + 1, 0))
             self._save(epoch + 1, 0, global_step)
-            if improved:
-                self._write_best()
             if dist.is_main():
-                last = "last_adapter" if self.validator else "adapter"
+                last = "last_adapter" if self.selection else "adapter"
                 save_adapter(self.sam, self.run_dir / last)
             self.position = (epoch + 1, 0, global_step)
         self._finish_validation()
         return self.history
 
-    # ---- validation (model selection, early stopping) -------------------------------------
-    def _snapshot(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in adapter_state_dict(self.sam).items()}
-
-    def _write_best(self) -> None:
-        """RUN_DIR/adapter := the best adapter, with selection.json naming its step.
-
-        Called after the checkpoint that records the improvement, so a run resumed from that
-        checkpoint finds the best adapter here, or (if this write was cut) holds it as its
-        current weights.
-        """
-        if not dist.is_main():
-            return
-        record, directory = self.validator.best, self.run_dir / "adapter"
-        save_adapter(self.sam, directory)
-        where = {k: record[k] for k in ("epoch", "global_step", self.validator.metric)}
-        text = json.dumps(where, indent=1)
-        atomic_write(directory / "selection.json", lambda tmp: tmp.write_text(text))
-
-    def _validate(self, epoch: int, global_step: int) -> tuple[bool, bool]:
-        """Score the validation split now: (is it the best so far, must training stop)."""
-        devices = [self.env.device] if self.env.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # training randomness stays untouched
-            result = evaluate_model(
-                self.sam, self.val_set, device=self.env.device, amp=self.config.runtime.amp,
-                progress=False, cache=self.val_cache,
-            )  # fmt: skip
-        record = self.validator.observe(result.summary(), epoch, global_step)
-        self._log(record)
-        if self.validator.stopped:
-            self._log({"event": "early_stop", "epoch": epoch, "global_step": global_step,
-                       "patience": self.config.validation.patience})  # fmt: skip
-        if record["improved"]:
-            self.best_state = self._snapshot()
-        return record["improved"], self.validator.stopped
-
-    def _start_validation(self, global_step: int) -> None:
-        """Rebuild selection state on resume (or score zero-shot on a fresh run)."""
-        if self.validator is None:
-            return
-        self.validator.restore(self.history)
-        best = self.validator.best
-        if best is None:
-            if global_step == 0 and self._validate(0, 0)[0]:
-                self._write_best()
-            return
-        if best["global_step"] == global_step:  # the checkpoint's weights are the best ones
-            self.best_state = self._snapshot()
-            return
-        directory = self.run_dir / "adapter"
-        try:
-            saved = json.loads((directory / "selection.json").read_text())["global_step"]
-        except (OSError, ValueError, KeyError):
-            saved = None
-        if saved != best["global_step"]:
-            raise ConfigError(
-                f"cannot resume model selection: the history's best model is from step "
-                f"{best['global_step']}, but {directory} holds step {saved}; start over with "
-                "runtime.resume=never"
-            )
-        self.best_state = load_file(str(directory / WEIGHTS_NAME))
+    def _score_validation(self) -> dict[str, Any]:
+        """The validation split's scores of the current model (``ModelSelection``'s score)."""
+        return evaluate_model(
+            self.sam, self.val_set, device=self.env.device, amp=self.config.runtime.amp,
+            progress=False, cache=self.val_cache,
+        ).summary()  # fmt: skip
 
     def _finish_validation(self) -> None:
-        """Score the last model if needed, restore the best weights, print the summary line."""
-        if self.validator is None:
-            return
-        epoch, step, global_step = self.position
-        if self.validator.last_step != global_step:
-            improved, _ = self._validate(epoch + (1 if step else 0), global_step)
-            self._save(epoch, step, global_step)
-            if improved:
-                self._write_best()
-        if self.best_state is not None:
-            self.sam.load_state_dict(self.best_state, strict=False)
-        self.validation = summary = self.validator.summary()
-        self._say(summary.line(self.config.data.val_split or "validation"))
-        warning = summary.warning(self.config.lr, self.config.epochs)
-        if warning:
-            self._say(warning, err=True)
-
-    def _say(self, text: str, err: bool = False) -> None:
-        if dist.is_main():
-            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        if self.selection is not None:
+            cfg = self.config
+            self.selection.finish(self.position, cfg.data.val_split or "validation", cfg.lr,
+                                  cfg.epochs)  # fmt: skip
+            self.validation = self.selection.summary
 
     def evaluate(self, save_masks: bool = False) -> EvalResult:
         """Score the current model on the evaluation set (original image size)."""

@@ -14,22 +14,43 @@ At the end the model holds the best weights (the zero-shot ones when nothing bea
 line compares zero-shot, best and final validation scores; when adaptation never beat zero-shot
 a warning says so and what to try.
 
+``Validator`` holds the rules and the state; ``ModelSelection`` runs it inside a training run
+(the trainer calls ``start``, ``due`` / ``run`` and ``finish``): it scores the split with the
+random state saved and restored (so validation never changes what is trained), keeps the best
+adapter's tensors in memory and in RUN_DIR/adapter (with ``selection.json`` naming its step),
+and restores them at the end.
+
 All state is rebuilt from the run's history records (``event: "val"`` and ``"early_stop"``), so
 a resumed run continues selection exactly where it stopped and an early-stopped run stays
-stopped. Which records exist and what they hold is this module's business; the trainer only
-writes them to ``metrics.jsonl``.
+stopped. A best model is written to RUN_DIR/adapter only after the checkpoint that records it,
+so a resumed run finds it there, or, if that write was cut, holds it as its current weights.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from segment_anything.modeling import Sam
+
+from ..files import atomic_write
+from ..peft import adapter_state_dict, save_adapter
+from ..peft.io import WEIGHTS_NAME
+from . import distributed as dist
+from .config import ConfigError
 
 __all__ = [
     "METRIC_KEYS",
     "VALIDATION_FIELDS",
     "Validator",
     "ValidationSummary",
+    "ModelSelection",
     "validation_fields",
 ]
 
@@ -200,3 +221,108 @@ def validation_fields(summary: ValidationSummary | None) -> dict[str, Any]:
     """``summary.to_dict()``, or every ``VALIDATION_FIELDS`` key set to None for a run without
     validation, so that every metrics record has the same columns."""
     return summary.to_dict() if summary is not None else dict.fromkeys(VALIDATION_FIELDS)
+
+
+class ModelSelection:
+    """A ``Validator`` at work in one training run (see the module docstring).
+
+    Args:
+        validator: the rules (metric, every_steps, patience, min_delta).
+        sam: the model being trained (its adapter tensors are what is kept).
+        score: scores the validation split now, returning ``EvalResult.summary()``.
+        run_dir: RUN_DIR; the best adapter goes to RUN_DIR/adapter.
+        log: writes a history record (the trainer's ``_log``).
+        save: writes the training checkpoint at a position (epoch, step in epoch).
+        device: the training device (its random state is restored after scoring).
+    """
+
+    def __init__(
+        self,
+        validator: Validator,
+        sam: Sam,
+        score: Callable[[], dict[str, Any]],
+        run_dir: Path,
+        log: Callable[[dict], None],
+        save: Callable[[int, int, int], None],
+        device: torch.device,
+    ) -> None:
+        self.validator, self.sam, self.score = validator, sam, score
+        self.run_dir, self.log, self.save, self.device = Path(run_dir), log, save, device
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.summary: ValidationSummary | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.validator.stopped
+
+    def due(self, global_step: int, end_of_epoch: bool) -> bool:
+        return self.validator.due(global_step, end_of_epoch)
+
+    def _snapshot(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in adapter_state_dict(self.sam).items()}
+
+    def _write_best(self) -> None:
+        if not dist.is_main():
+            return
+        record, directory = self.validator.best, self.run_dir / "adapter"
+        save_adapter(self.sam, directory)
+        where = {k: record[k] for k in ("epoch", "global_step", self.validator.metric)}
+        text = json.dumps(where, indent=1)
+        atomic_write(directory / "selection.json", lambda tmp: tmp.write_text(text))
+
+    def run(self, epoch: int, global_step: int, position: tuple[int, int]) -> bool:
+        """Validate now (after ``global_step`` steps; ``position`` = (epoch, step in epoch) for
+        the checkpoint); keeps the adapter if it is the best. Returns whether to stop."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # training randomness stays untouched
+            summary = self.score()
+        record = self.validator.observe(summary, epoch, global_step)
+        self.log(record)
+        if self.validator.stopped:
+            self.log({"event": "early_stop", "epoch": epoch, "global_step": global_step,
+                      "patience": self.validator.patience})  # fmt: skip
+        if record["improved"]:
+            self.best_state = self._snapshot()
+            if global_step > 0:
+                self.save(*position, global_step)
+            self._write_best()
+        return self.validator.stopped
+
+    def start(self, history: list[dict], global_step: int) -> None:
+        """A fresh run scores the zero-shot model; a resumed one rebuilds its state."""
+        self.validator.restore(history)
+        best = self.validator.best
+        if best is None:
+            if global_step == 0:
+                self.run(0, 0, (0, 0))
+            return
+        if best["global_step"] == global_step:  # the checkpoint's weights are the best ones
+            self.best_state = self._snapshot()
+            return
+        directory = self.run_dir / "adapter"
+        try:
+            saved = json.loads((directory / "selection.json").read_text())["global_step"]
+        except (OSError, ValueError, KeyError):
+            saved = None
+        if saved != best["global_step"]:
+            raise ConfigError(
+                f"cannot resume model selection: the history's best model is from step "
+                f"{best['global_step']}, but {directory} holds step {saved}; start over with "
+                "runtime.resume=never"
+            )
+        self.best_state = load_file(str(directory / WEIGHTS_NAME))
+
+    def finish(self, position: tuple[int, int, int], split: str, lr: float, epochs: int) -> None:
+        """Score the last model if it was not, put the best weights back, print the line."""
+        epoch, step, global_step = position
+        if self.validator.last_step != global_step:
+            self.run(epoch + (1 if step else 0), global_step, (epoch, step))
+            self.save(epoch, step, global_step)
+        if self.best_state is not None:
+            self.sam.load_state_dict(self.best_state, strict=False)
+        self.summary = self.validator.summary()
+        if dist.is_main():
+            print(self.summary.line(split), flush=True)
+            warning = self.summary.warning(lr, epochs)
+            if warning:
+                print(warning, file=sys.stderr, flush=True)
