@@ -8,6 +8,9 @@
 * ``base``: the item contract, per-instance index, skip counters, ``collate_samples``.
 * ``folder``, ``coco``, ``nifti``: the three sources; ``load_dataset`` picks one.
 * ``synthetic``: seeded synthetic shapes (pretraining and tests); ``demo``: the offline demo sets.
+* ``points``: point prompts drawn from masks (``data.prompt: point | box+point``).
+* ``prompt_file``, ``inputs``, ``predictions``: prediction on new images (``cobot_lib.predict``):
+  prompt files, unlabelled image / NIfTI inputs, and the writers of masks, overlays and COCO RLE.
 """
 
 from .base import BoxPromptDataset, PerInstance, build_item, collate_samples
@@ -20,6 +23,7 @@ from .transforms import (
     jitter_boxes,
     logits_to_original,
     map_boxes,
+    map_points,
     masks_to_original,
     prepare_image,
     tight_boxes,
@@ -36,6 +40,7 @@ __all__ = [
     "load_dataset",
     "logits_to_original",
     "map_boxes",
+    "map_points",
     "masks_to_original",
     "nifti_folder_to_slices",
     "nifti_to_slices",

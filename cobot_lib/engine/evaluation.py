@@ -4,8 +4,9 @@
     result.summary()                            # {"mean_dsc": ..., "miou": ..., ...}
     format_mean_std([0.913, 0.909, 0.918])      # "91.3 ± 0.5" (the paper's style, in %)
 
-Each box prompt's low-resolution logits are brought back to the original image exactly as SAM
-does (``Sam.postprocess_masks``: upsample to the input frame, crop the padding, resize to the
+Each object's prompt (its box, points, or both: the item's "prompt") gives low-resolution
+logits that are brought back to the original image exactly as SAM does
+(``Sam.postprocess_masks``: upsample to the input frame, crop the padding, resize to the
 original size) and thresholded at 0; the ground truth is the original-size mask. The paper
 reports DSC for medical data and mIoU (mean IoU over instances) for natural and remote-sensing
 data (Sec. 5.1); both are computed for every dataset. Across seeds it reports mean ± std; we use
