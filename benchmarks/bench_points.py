@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,7 +44,7 @@ def run(method: str, dataset: str, seed: int, out: Path, args: argparse.Namespac
         "name": f"{method}_s{seed}",
         "domain": "natural",
         "output_dir": str(out / "{name}"),
-        "model": {"type": "tiny", "checkpoint": args.checkpoint},
+        "model": {"type": "tiny", "checkpoint": args.weights},
         "peft": {"method": method, "cobot": method == "lora"},
         "data": {"root": dataset, "prompt": "point", "points": 1,
                  "negative_points": args.negatives, "jitter": 0},
@@ -78,8 +80,9 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
         "",
         f"CPU: {info['cpu']}; 1 torch thread; torch {info['torch']}; {info['date (UTC)']} "
         "UTC; the machine was shared, so seconds are indicative only.",
-        f"Model: tiny SAM, checkpoint {args.checkpoint or 'none (random weights)'} (the "
-        "foundation model was pretrained with box prompts only). Prompts: one "
+        f"Model: tiny SAM, checkpoint {args.checkpoint or 'none (random weights)'}"
+        f"{f' (sha256 {args.sha256[:12]})' if args.sha256 else ''} (the foundation model was "
+        "pretrained with box prompts only). Prompts: one "
         f"positive point per instance (+ {args.negatives} negative), uniform inside the mask; "
         "test points fixed (seed 0), training points fresh every epoch. Kept adapter: the best "
         "on the val split (mIoU). Scores on the test split, in %.",
@@ -122,14 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--negatives", type=int, default=0)
-    p.add_argument("--checkpoint", default="foundation", help="foundation, or null for tests")
+    p.add_argument(
+        "--checkpoint",
+        default="foundation",
+        help="foundation, a SAM state dict (.pt/.pth or .safetensors), or null (random, tests)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results_points.md")
     args = p.parse_args(argv)
     if args.checkpoint == "null":
         args.checkpoint = None
     torch.set_num_threads(1)
     rows = []
+    args.sha256 = None
     with tempfile.TemporaryDirectory(prefix="cobot_points_") as tmp:
+        args.weights = args.checkpoint
+        if args.checkpoint not in (None, "foundation"):
+            args.sha256 = hashlib.sha256(Path(args.checkpoint).read_bytes()).hexdigest()
+            if args.checkpoint.endswith(".safetensors"):  # build_sam reads torch state dicts
+                args.weights = str(Path(tmp) / "weights.pt")
+                torch.save(load_file(args.checkpoint), args.weights)
         for seed in args.seeds:
             for method in ("freeze", "lora"):
                 rows.append(run(method, args.dataset, seed, Path(tmp), args))
