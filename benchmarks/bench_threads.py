@@ -163,6 +163,8 @@ def report(results, precision: dict, rounds: int, steps: int, emulated: bool) ->
         ms = statistics.median(r["median_ms"] for r in runs)
         used = sorted({r["threads"] for r in runs})
         lines.append(f"| {threads} | {load} | {used} | {ms:.0f} | {ms / base:.2f} |")
+    if not precision:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "Precision (1 thread"
@@ -195,13 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ns-dtype", default="auto", help=argparse.SUPPRESS)
     p.add_argument("--emulate-avx2", action="store_true", help="precision part: AVX2 only")
     p.add_argument("--skip-threads", action="store_true", help="precision part only")
+    p.add_argument("--skip-precision", action="store_true", help="thread part only")
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.optimizer, args.ns_dtype)))
         return 0
     results = {} if args.skip_threads else measure_threads(args.rounds, args.steps)
     extra_env = AVX2_ONLY if args.emulate_avx2 else {}
-    precision = measure_precision(args.rounds, args.steps, extra_env)
+    precision = {} if args.skip_precision else measure_precision(args.rounds, args.steps, extra_env)
     text = report(results, precision, args.rounds, args.steps, args.emulate_avx2)
     args.out.write_text(text)
     print(text)
