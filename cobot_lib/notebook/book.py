@@ -44,7 +44,7 @@ ASSETS = HERE / "book_assets"  # cobot_figures.js / .css
 MATHJAX_PARTS = ("tex-chtml.js", "input/tex/extensions", "output/chtml/fonts/woff-v2")
 TITLE = "SAM-COBOT workbook"
 
-CONF = '''\
+CONF = """\
 # Written by cobot_lib.notebook.book; the book is rebuilt from the executed notebooks.
 project = {title!r}
 html_title = {title!r}
@@ -69,7 +69,7 @@ html_copy_source = False
 mathjax_path = "mathjax/tex-chtml.js"  # relative to _static: a local copy, no CDN
 mathjax3_config = {{"options": {{"enableMenu": False}}}}  # the menu would load more files
 suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
-'''
+"""
 
 
 class BookError(RuntimeError):
@@ -280,4 +280,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

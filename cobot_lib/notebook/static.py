@@ -1,10 +1,11 @@
 """Static pictures of plotly figures, so that a stored notebook shows its figures without a kernel.
 
-A plotly figure is stored in a notebook as the plotly mime bundle (``application/vnd.plotly.v1+json``):
-small and interactive in JupyterLab, but invisible on a repository's web page, in nbconvert
-without JavaScript and in any viewer without plotly.js. ``StaticPlotlyRenderer`` (what
-``viz.use_notebook_renderer()`` installs) adds a static image to the same output, so every viewer
-picks what it can show: JupyterLab the interactive figure, the others the picture.
+A plotly figure is stored in a notebook as plotly's mime bundle
+(``application/vnd.plotly.v1+json``): small and interactive in JupyterLab, but invisible on a
+repository's web page, in nbconvert without JavaScript and in any viewer without plotly.js.
+``StaticPlotlyRenderer`` (what ``viz.use_notebook_renderer()`` installs) adds a static image to
+the same output, so every viewer picks what it can show: JupyterLab the interactive figure, the
+others the picture.
 
 The picture is drawn by kaleido (plotly's image export) in a headless Chromium: Debian's
 ``/usr/bin/chromium`` (``python3 workbook.py test`` installs it), or the browser named by
@@ -100,7 +101,9 @@ def _shrink(png: bytes, photo: bool) -> tuple[str, bytes]:
     if photo:
         picture.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
         return "image/jpeg", buffer.getvalue()
-    palette = picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    palette = picture.quantize(
+        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
     palette.save(buffer, format="PNG", optimize=True)
     return "image/png", buffer.getvalue()
 
@@ -168,7 +171,8 @@ def outputs_without_static(nb: Mapping) -> list[str]:
     for index, cell in enumerate(nb.get("cells", [])):
         for number, output in enumerate(cell.get("outputs", [])):
             data = output.get("data", {})
-            kind = "plotly figure" if PLOTLY_MIME in data else "widget" if WIDGET_MIME in data else ""
+            kind = "plotly figure" if PLOTLY_MIME in data else ""
+            kind = kind or ("widget" if WIDGET_MIME in data else "")
             if kind and not any(mime in data for mime in STATIC_MIMES):
                 missing.append(f"cell {index}, output {number}: {kind} without a static image")
     return missing

@@ -233,9 +233,7 @@ def scatter_versus(
             go.Scatter(x=list(x), y=list(y), mode="markers", marker=marker, text=hover, name=""),
         ]
     )
-    fig.update_layout(
-        title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=480, width=560
-    )
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=480, width=560)
     return fig
 
 
