@@ -61,7 +61,7 @@ DATASETS = ("demo:nuclei", "demo:mri")
 #: step), 10-20 s per run on one contended thread, so the 84 runs of the grid take 15-30 min.
 GRID_STEPS = 72
 SWITCHES = ("coefficient_sets", "relation", "head")
-_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "demo"
+_CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
 _KEY = ("method", "cobot", "rank", "seed", "dataset", "steps", "checkpoint")
 
 

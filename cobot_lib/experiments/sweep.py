@@ -88,7 +88,7 @@ __all__ = [
     "main",
 ]
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_finetune.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04_finetune.ipynb"
 RESERVED = ("output_dir", "metrics_path")  # set by the sweep for each run
 _TOP_KEYS = ("name", "description", "notebook", "fixed", "grid")
 #: parameters shown in a slug, in this order (the hash covers all of them)
