@@ -29,9 +29,9 @@ import torch
 
 from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.backbone.sam import build_sam
+from cobot_lib.data import collate_samples
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.engine.config import load_config
-from cobot_lib.engine.runtime import collate
 from cobot_lib.engine.trainer import Trainer
 from cobot_lib.peft import apply_peft, merge
 
@@ -46,15 +46,15 @@ METHODS = {
 }
 
 
-def _batch(size: int = 256, instances: int = 4) -> dict:
+def one_batch(size: int = 256, instances: int = 4) -> dict:
     data = SyntheticShapes(8, image_size=size, seed=5, train=True, max_instances=instances)
     item = next(data[i] for i in range(8) if len(data[i]["boxes"]) == instances)
-    batch = collate([item])
+    batch = collate_samples([item])
     batch["index"] = [0]
     return batch
 
 
-def _trainer(
+def make_trainer(
     method: str, tmp: Path, model: str = "tiny", epochs: int = 1, train_set=None, **runtime
 ) -> Trainer:
     name, cobot = METHODS[method]
@@ -82,7 +82,7 @@ def _clock(fn) -> float:
     return time.perf_counter() - start
 
 
-def _interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, list[float]]:
+def interleaved(fns: dict, rounds: int, warmup: int = 2) -> dict[str, list[float]]:
     """Seconds per call of each fn, one call of each per round, in a rotated order."""
     names = list(fns)
     for _ in range(warmup):
@@ -117,7 +117,7 @@ def _saved_bytes(trainer: Trainer, batch: dict) -> int:
 
 def memory_of(method: str, tmp: Path) -> dict:
     """Run in a fresh process: peak-RSS growth over two steps, and bytes saved for backward."""
-    trainer, batch = _trainer(method, tmp), _batch()
+    trainer, batch = make_trainer(method, tmp), one_batch()
     with open("/proc/self/statm") as handle:
         rss_before = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     for _ in range(2):
@@ -128,36 +128,36 @@ def memory_of(method: str, tmp: Path) -> dict:
 
 
 def step_times(tmp: Path, rounds: int) -> dict[str, list[float]]:
-    batch = _batch()
-    trainers = {m: _trainer(m, tmp) for m in METHODS}
+    batch = one_batch()
+    trainers = {m: make_trainer(m, tmp) for m in METHODS}
     fns = {m: (lambda t=t: t._step(batch, 0, 0, 0)) for m, t in trainers.items()}
     lora = trainers["lora"].sam
     images, boxes = batch["image"], batch["boxes"]
-    fns["forward (lora, no grad)"] = lambda: _infer(lora, images, boxes)
-    return _interleaved(fns, rounds)
+    fns["forward (lora, no grad)"] = lambda: infer(lora, images, boxes)
+    return interleaved(fns, rounds)
 
 
 def vit_b_step_times(tmp: Path, rounds: int) -> dict[str, list[float]]:
     """The LoRA step and the no-grad forward on vit_b at 1024 px (the paper's setting), where
     large matmuls rather than per-op overheads set the cost: a few interleaved rounds."""
-    batch = _batch(size=1024)
-    trainer = _trainer("lora", tmp, model="vit_b")
+    batch = one_batch(size=1024)
+    trainer = make_trainer("lora", tmp, model="vit_b")
     images, boxes = batch["image"], batch["boxes"]
     fns = {
         "lora": lambda: trainer._step(batch, 0, 0, 0),
-        "forward (lora, no grad)": lambda: _infer(trainer.sam, images, boxes),
+        "forward (lora, no grad)": lambda: infer(trainer.sam, images, boxes),
     }
-    return _interleaved(fns, rounds, warmup=1)
+    return interleaved(fns, rounds, warmup=1)
 
 
 @torch.no_grad()
-def _infer(sam, images, boxes):
+def infer(sam, images, boxes):
     return predict_masks(sam, images, boxes)
 
 
 def inference_times(rounds: int) -> tuple[dict[str, list[float]], float]:
     """Plain SAM vs LoRA / LoRA+COBOT / Adaptformer+COBOT, unmerged and merged."""
-    batch = _batch()
+    batch = one_batch()
     images, boxes = batch["image"], batch["boxes"]
     models = {"plain SAM": build_sam("tiny").eval()}
     worst = 0.0
@@ -172,15 +172,15 @@ def inference_times(rounds: int) -> tuple[dict[str, list[float]], float]:
                     if "lora_b" in name or "adapter_up" in name:
                         p.normal_(0, 0.02)
             sam.eval()
-            reference = _infer(sam, images, boxes)
+            reference = infer(sam, images, boxes)
             if merged:
                 merge(sam)
-                got = _infer(sam, images, boxes)
+                got = infer(sam, images, boxes)
                 diffs = [(a - b).abs().max().item() for a, b in zip(got, reference, strict=True)]
                 worst = max(worst, *diffs)
             models[f"{label} {'merged' if merged else 'unmerged'}"] = sam
-    fns = {k: (lambda s=s: _infer(s, images, boxes)) for k, s in models.items()}
-    return _interleaved(fns, rounds), worst
+    fns = {k: (lambda s=s: infer(s, images, boxes)) for k, s in models.items()}
+    return interleaved(fns, rounds), worst
 
 
 def cache_epochs(tmp: Path, model: str, images: int) -> dict[str, float]:
@@ -190,7 +190,7 @@ def cache_epochs(tmp: Path, model: str, images: int) -> dict[str, float]:
     items = [data[i] for i in range(images)]  # in memory: time the model, not the renderer
     out = {}
     for cache, epochs in (("false", 1), ("true", 2)):
-        trainer = _trainer("decoder", tmp, model, epochs, items, cache_embeddings=cache)
+        trainer = make_trainer("decoder", tmp, model, epochs, items, cache_embeddings=cache)
         trainer.fit()
         out[cache] = [r["seconds"] for r in trainer.history if r["event"] == "epoch"][-1]
     return {"uncached": out["false"], "cached": out["true"]}

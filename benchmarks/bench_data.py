@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             results["zero_shot"][name] = summary
             lines.append(
                 f"| {name} | {summary['n_instances']} | {summary['miou']:.3f} | "
-                f"{summary['mean_dsc']:.3f} |"
+                f"{summary['mdsc']:.3f} |"
             )
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)

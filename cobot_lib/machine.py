@@ -28,6 +28,7 @@ import torch
 __all__ = [
     "available_cpus",
     "busy_cpus",
+    "cgroup_cpu_quota",
     "choose_threads",
     "cpu_name",
     "has_native_bf16",
@@ -55,7 +56,7 @@ def has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
     """CPUs allowed by the cgroup (v2 ``cpu.max`` or v1 quota/period), None when unlimited."""
     try:
         quota, period = (root / "cpu.max").read_text().split()[:2]
@@ -76,7 +77,7 @@ def available_cpus() -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    quota = _cgroup_quota()
+    quota = cgroup_cpu_quota()
     if quota is not None:
         cpus = min(cpus, max(1, math.floor(quota)))
     return max(1, cpus)

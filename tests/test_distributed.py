@@ -76,7 +76,14 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
     moved = 0
     for key, value in single["adapter"].items():
         assert torch.equal(rank0["adapter"][key], rank1["adapter"][key]), key
-        torch.testing.assert_close(rank0["adapter"][key], value, rtol=1e-4, atol=1e-6, msg=key)
+        # DDP sums the two halves' gradients in another order than one process does, so the
+        # gradients differ by float rounding (~1e-7 relative). Adam divides each entry by its own
+        # gradient scale, so an entry whose gradient is at rounding level can move differently
+        # by up to lr per step: elementwise tolerances fail on such entries on some CPUs. Per
+        # tensor, norm-wise, those entries are a tiny share; a DDP bug (no all-reduce, a sum
+        # instead of a mean) changes whole updates, far beyond 1e-3 of the tensor's norm.
+        difference = (rank0["adapter"][key] - value).norm() / value.norm().clamp_min(1e-12)
+        assert difference <= 1e-3, (key, difference.item())
         moved += ".lora_b_" in key and bool(value.abs().sum() > 0)  # B starts at zero
     assert moved == 24  # every LoRA up-projection trained
 

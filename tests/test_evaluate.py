@@ -94,7 +94,7 @@ def test_masks_and_scores_at_original_size_match_sam_predictor(tmp_path):
             row = result.rows[2 * k + j]
             assert row["dsc"] == pytest.approx(dsc) and row["iou"] == pytest.approx(iou)
             assert row["area"] == gt[j].sum()
-    assert 0 < result.summary()["mean_dsc"] < 1  # a non-trivial check, not all-empty masks
+    assert 0 < result.summary()["mdsc"] < 1  # a non-trivial check, not all-empty masks
     summary = result.summary()
     assert summary["miou"] == pytest.approx(np.mean([r["iou"] for r in result.rows]))
     assert (summary["n_instances"], summary["n_images"]) == (4, 2)

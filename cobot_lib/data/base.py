@@ -257,7 +257,7 @@ def collate_samples(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Stack the images (B, 3, S, S); every other field becomes a list (N varies per image)."""
     if not batch:
         raise ValueError("cannot collate an empty batch")
-    out: dict[str, Any] = {"image": torch.stack([b["image"] for b in batch])}
+    out: dict[str, Any] = {"image": torch.stack([torch.as_tensor(b["image"]) for b in batch])}
     for key in batch[0]:
         if key != "image":
             out[key] = [b[key] for b in batch]

@@ -41,6 +41,7 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "apply_overrides",
+    "parse_yaml",
 ]
 
 MISSING = "???"
@@ -67,7 +68,8 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _yaml(text: str) -> Any:
+def parse_yaml(text: str) -> Any:
+    """YAML 1.2-style booleans (``relation: off`` stays a string), safe loader only."""
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
@@ -356,7 +358,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"config {path} includes itself through 'base:'")
     try:
-        data = _yaml(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -372,7 +374,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} must look like key.sub=value (e.g. optim.lr=1e-4)")
     key, raw = text.split("=", 1)
     try:
-        value = _yaml(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     # YAML's own null (``null``, ``~``) is None; "none" stays a string because it is a value

@@ -1,7 +1,7 @@
 """Evaluation: DSC and IoU per instance at the original image size, per-dataset means, seeds.
 
     result = evaluate_model(sam, dataset)       # one row per instance
-    result.summary()                            # {"mean_dsc": ..., "miou": ..., ...}
+    result.summary()                            # {"mdsc": ..., "miou": ..., ...}
     format_mean_std([0.913, 0.909, 0.918])      # "91.3 ± 0.5" (the paper's style, in %)
 
 Each box prompt's low-resolution logits are brought back to the original image exactly as SAM
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from tqdm.auto import tqdm
 
+from ..data import collate_samples
 from . import distributed as dist
 from .config import load_config
 from .metrics import dice_score, iou_score
@@ -42,7 +43,6 @@ from .runtime import (
     autocast,
     build_datasets,
     build_model,
-    collate,
     precision,
 )
 
@@ -66,9 +66,9 @@ class EvalResult:
     def summary(self) -> dict[str, float | int]:
         """Mean DSC and mIoU over all instances (fractions in [0, 1]) and the counts."""
         if not self.rows:
-            return {"mean_dsc": math.nan, "miou": math.nan, "n_instances": 0, "n_images": 0}
+            return {"mdsc": math.nan, "miou": math.nan, "n_instances": 0, "n_images": 0}
         return {
-            "mean_dsc": float(np.mean([r["dsc"] for r in self.rows])),
+            "mdsc": float(np.mean([r["dsc"] for r in self.rows])),
             "miou": float(np.mean([r["iou"] for r in self.rows])),
             "n_instances": len(self.rows),
             "n_images": len({r["index"] for r in self.rows}),
@@ -134,7 +134,7 @@ def evaluate_model(
     sam.eval()
     indices = list(range(len(dataset)))[dist.rank() :: dist.world_size()]
     loader = torch.utils.data.DataLoader(
-        Indexed(dataset, indices), batch_size=batch_size, collate_fn=collate
+        Indexed(dataset, indices), batch_size=batch_size, collate_fn=collate_samples
     )
     rows, kept = [], []
     bar = tqdm(loader, desc="evaluate", disable=not (progress and dist.is_main()), leave=False)

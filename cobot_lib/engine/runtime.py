@@ -42,7 +42,6 @@ __all__ = [
     "PromptedSam",
     "EmbeddingCache",
     "Indexed",
-    "collate",
     "iterate_batches",
     "build_model",
     "build_datasets",
@@ -198,15 +197,6 @@ class Indexed(torch.utils.data.Dataset):
         item = dict(self.dataset[index])
         item["index"] = index
         return item
-
-
-def collate(items: list[dict]) -> dict[str, Any]:
-    """Images stacked (B, 3, S, S); masks and boxes kept as lists (instances vary per image)."""
-    out: dict[str, Any] = {"image": torch.stack([torch.as_tensor(it["image"]) for it in items])}
-    for key in items[0]:
-        if key != "image":
-            out[key] = [it[key] for it in items]
-    return out
 
 
 def iterate_batches(indices: Sequence[int], batch_size: int) -> Iterator[list[int]]:

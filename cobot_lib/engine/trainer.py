@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..backbone.prompting import upsample_logits
+from ..data import collate_samples
 from ..peft import apply_peft, peft_config_of, save_adapter, summarize
 from . import distributed as dist
 from .checkpoint import (
@@ -54,7 +55,6 @@ from .runtime import (
     build_datasets,
     build_model,
     check_dataset,
-    collate,
     enable_activation_checkpointing,
     encoder_trains,
     precision,
@@ -252,7 +252,7 @@ class Trainer:
             loader = DataLoader(
                 Indexed(self.train_set, indices[skip * self.local_batch :]),
                 batch_size=self.local_batch,
-                collate_fn=collate,
+                collate_fn=collate_samples,
                 num_workers=cfg.data.num_workers,
                 generator=torch.Generator().manual_seed(cfg.runtime.seed * 1000 + epoch),
             )
@@ -315,7 +315,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; the notebooks' and the CLI's entry point.
 
-    Returns {"metrics": {mean_dsc, miou, ...}, "per_instance": [...], "history": [...],
+    Returns {"metrics": {mdsc, miou, ...}, "per_instance": [...], "history": [...],
     "config", "fingerprint", "run_dir", "trainable_parameters", "peft", "seconds"}; the same is
     written to RUN_DIR/results.json.
     """

@@ -181,7 +181,7 @@ def run_spec(spec: AblationSpec, callbacks: Sequence[Callable[[dict], None]] = (
     row = {k: getattr(spec, k) for k in COLUMNS if hasattr(spec, k)}
     row.update(
         miou=float(metrics["miou"]),
-        mdsc=float(metrics["mean_dsc"]),
+        mdsc=float(metrics["mdsc"]),
         seconds=round(time.perf_counter() - start, 2),
         params=int(result["image_encoder_parameters"]),
     )

@@ -26,7 +26,7 @@ from segment_anything.modeling import Sam
 
 from ..backbone.prompting import predict_masks
 from ..engine.losses import bce_dice_loss
-from ..peft import AdaptformerMLP, LoRAQKV, peft_config_of, relation_of
+from ..peft import AdaptformerMLP, LoRAQKV, is_adapter_name, peft_config_of, relation_of
 
 __all__ = [
     "principal_angles",
@@ -174,7 +174,7 @@ def module_blocks(sam: Sam) -> list[int]:
     config = peft_config_of(sam)
     if config is None or config.method not in ("lora", "adaptformer"):
         raise ValueError("module_blocks needs a SAM with LoRA or Adaptformer applied")
-    per_block = 2 if config.method == "lora" else 1
+    per_block = config.modules_per_block
     return [m // per_block for m in range(per_block * len(sam.image_encoder.blocks))]
 
 
@@ -231,9 +231,9 @@ def gradient_norms_by_block(sam: Sam) -> dict[str, np.ndarray]:
             continue
         block = _block_of(name)
         sq = float(p.grad.detach().double().pow(2).sum())
-        if block is not None and ".cobot" in name:
+        if block is not None and is_adapter_name(name, cobot=True):
             sums["cobot"][block] += sq
-        elif block is not None and (".lora_" in name or ".adapter_" in name):
+        elif block is not None and is_adapter_name(name):
             sums["adapter"][block] += sq
     relation = relation_of(sam)
     if relation is not None and relation.c.grad is not None:

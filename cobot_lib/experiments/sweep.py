@@ -67,7 +67,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..engine.config import _yaml  # YAML with 1.2 booleans: ``relation: off`` stays a string
+from ..engine.config import parse_yaml
 from .tables import export, summarise, tidy, write_tables
 
 __all__ = [
@@ -267,7 +267,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     if not path.is_file():
         raise SweepError(f"grid file not found: {path}")
     try:
-        data = _yaml(path.read_text())
+        data = parse_yaml(path.read_text())
     except Exception as exc:  # yaml.YAMLError and friends
         raise SweepError(f"{path} is not valid YAML: {exc}") from exc
     return Sweep.from_dict(data, str(path), name=path.stem)

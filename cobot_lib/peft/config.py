@@ -103,6 +103,11 @@ class PeftConfig:
             )
 
     @property
+    def modules_per_block(self) -> int:
+        """PEFT modules in each encoder block: LoRA 2 (q and v), Adaptformer 1, the rest 0."""
+        return {"lora": 2, "adaptformer": 1}.get(self.method, 0)
+
+    @property
     def trains_decoder(self) -> bool:
         return self.method in ("decoder", "full") or (
             self.method in PEFT_METHODS and self.train_decoder

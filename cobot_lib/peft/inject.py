@@ -27,6 +27,10 @@ __all__ = [
     "peft_config_of",
     "relation_of",
     "cobot_bridges",
+    "detach_relation",
+    "forget_peft",
+    "is_adapter_name",
+    "summarize",
 ]
 
 CONFIG_ATTR = "peft_config"
@@ -55,6 +59,19 @@ def cobot_bridges(sam: Sam) -> list[CobotBridge]:
     return sorted(bridges, key=lambda b: b.index)
 
 
+#: Substrings that mark the parameters and buffers apply_peft adds: LoRA's A/B, Adaptformer's
+#: branch, COBOT's bridges and the relation matrix (the one spelling of "is this an adapter?").
+ADAPTER_MARKERS = (".lora_", ".adapter_")
+COBOT_MARKERS = (".cobot", RELATION_ATTR)
+
+
+def is_adapter_name(name: str, cobot: bool = False) -> bool:
+    """Whether ``name`` belongs to an injected PEFT module (``cobot``: to COBOT only)."""
+    if cobot:
+        return any(m in name for m in COBOT_MARKERS)
+    return any(m in name for m in ADAPTER_MARKERS)
+
+
 def _group(name: str) -> str:
     """The group a parameter is reported under (the paper's Table 4 counts the image encoder)."""
     if name.startswith("mask_decoder."):
@@ -63,11 +80,11 @@ def _group(name: str) -> str:
         return "prompt_encoder"
     if name.endswith(f"{RELATION_ATTR}.S"):
         return "cobot_relation_S"
-    if ".head." in name and (".cobot" in name):
+    if ".head." in name and is_adapter_name(name, cobot=True):
         return "cobot_head_W"
-    if RELATION_ATTR in name or ".cobot" in name:
+    if is_adapter_name(name, cobot=True):
         return "cobot_coefficients"
-    if ".lora_" in name or ".adapter_" in name:
+    if is_adapter_name(name):
         return "peft"
     return "image_encoder_backbone"
 
@@ -134,7 +151,7 @@ def _check_sam(sam: Any) -> None:
 def _build_modules(sam: Sam, config: PeftConfig) -> tuple[dict, RelationMatrix | None]:
     """New wrapper modules keyed by (block index, attribute path); nothing is attached yet."""
     blocks = sam.image_encoder.blocks
-    per_block = 2 if config.method == "lora" else 1
+    per_block = config.modules_per_block
     relation, cobot = None, config.cobot
     if cobot is not None:
         relation = RelationMatrix(len(blocks) * per_block, config.rank, cobot.relation, cobot.seed)
@@ -224,9 +241,7 @@ def apply_peft(
         raise
     setattr(sam, CONFIG_ATTR, config)
     setattr(sam, _SAVED_FLAGS_ATTR, saved_flags)
-    return PeftSummary(
-        config, parameter_groups(sam), len(new) * (2 if config.method == "lora" else 1)
-    )
+    return PeftSummary(config, parameter_groups(sam), len(new) * config.modules_per_block)
 
 
 def summarize(sam: Sam) -> PeftSummary:
@@ -234,8 +249,29 @@ def summarize(sam: Sam) -> PeftSummary:
     config = peft_config_of(sam)
     if config is None:
         raise ValueError("this SAM has no PEFT applied (call apply_peft first)")
-    per_block = {"lora": 2, "adaptformer": 1}.get(config.method, 0)
-    return PeftSummary(config, parameter_groups(sam), per_block * len(sam.image_encoder.blocks))
+    modules = config.modules_per_block * len(sam.image_encoder.blocks)
+    return PeftSummary(config, parameter_groups(sam), modules)
+
+
+def detach_relation(sam: Sam) -> None:
+    """Remove the relation matrix and its forward hooks (nothing left reads its coefficients)."""
+    if hasattr(sam.image_encoder, RELATION_ATTR):
+        getattr(sam.image_encoder, RELATION_ATTR).remove_hooks()
+        delattr(sam.image_encoder, RELATION_ATTR)
+
+
+def forget_peft(sam: Sam, restore_flags: bool) -> None:
+    """Drop the PEFT bookkeeping from ``sam`` (config, saved flags, relation matrix); with
+    ``restore_flags`` the original requires_grad flags come back first. The one teardown that
+    both ``unload`` and ``merge`` end with."""
+    if restore_flags:
+        flags = getattr(sam, _SAVED_FLAGS_ATTR, {})
+        for name, p in sam.named_parameters():
+            p.requires_grad_(flags.get(name, True))
+    detach_relation(sam)
+    for attr in (CONFIG_ATTR, _SAVED_FLAGS_ATTR):
+        if hasattr(sam, attr):
+            delattr(sam, attr)
 
 
 def unload(sam: Sam) -> Sam:
@@ -247,13 +283,5 @@ def unload(sam: Sam) -> Sam:
             block.attn.qkv = block.attn.qkv.qkv
         if isinstance(block.mlp, AdaptformerMLP):
             block.mlp = block.mlp.mlp
-    if hasattr(sam.image_encoder, RELATION_ATTR):
-        getattr(sam.image_encoder, RELATION_ATTR).remove_hooks()
-        delattr(sam.image_encoder, RELATION_ATTR)
-    flags = getattr(sam, _SAVED_FLAGS_ATTR, {})
-    for name, p in sam.named_parameters():
-        p.requires_grad_(flags.get(name, True))
-    for attr in (CONFIG_ATTR, _SAVED_FLAGS_ATTR):
-        if hasattr(sam, attr):
-            delattr(sam, attr)
+    forget_peft(sam, restore_flags=True)
     return sam

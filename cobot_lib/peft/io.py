@@ -18,7 +18,7 @@ from segment_anything.modeling import Sam
 
 from ..files import atomic_write
 from .config import PeftConfig
-from .inject import RELATION_ATTR, apply_peft, peft_config_of
+from .inject import apply_peft, is_adapter_name, peft_config_of
 
 __all__ = ["save_adapter", "load_adapter", "adapter_state_dict", "backbone_signature"]
 
@@ -43,7 +43,7 @@ def _is_adapter_key(key: str, config: PeftConfig) -> bool:
         return True
     if key.startswith("mask_decoder."):
         return config.trains_decoder
-    return ".lora_" in key or ".adapter_" in key or ".cobot" in key or RELATION_ATTR in key
+    return is_adapter_name(key) or is_adapter_name(key, cobot=True)
 
 
 def adapter_state_dict(sam: Sam) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
-from .inject import _SAVED_FLAGS_ATTR, CONFIG_ATTR, RELATION_ATTR, peft_config_of
+from .inject import CONFIG_ATTR, detach_relation, forget_peft, peft_config_of
 from .layers import AdaptformerMLP, LoRAQKV
 
 __all__ = ["merge"]
@@ -55,13 +55,10 @@ def merge(sam: Sam) -> Sam:
     if config.method == "lora":
         for block in sam.image_encoder.blocks:
             block.attn.qkv = _merged_qkv(block.attn.qkv)
-        for attr in (CONFIG_ATTR, _SAVED_FLAGS_ATTR):
-            delattr(sam, attr)
+        forget_peft(sam, restore_flags=False)
     elif config.method == "adaptformer" and config.cobot is not None:
         for block in sam.image_encoder.blocks:
             _fold_bridge(block.mlp)
         setattr(sam, CONFIG_ATTR, config.with_(cobot=None))
-    if hasattr(sam.image_encoder, RELATION_ATTR):
-        getattr(sam.image_encoder, RELATION_ATTR).remove_hooks()
-        delattr(sam.image_encoder, RELATION_ATTR)
+        detach_relation(sam)
     return sam
