@@ -61,6 +61,7 @@ html_theme_options = {{
     "use_download_button": True,
     "use_fullscreen_button": False,
 }}
+html_context = {{"default_mode": "light"}}  # unset, the theme logs an error on every page
 html_static_path = ["_static"]
 html_js_files = ["plotly.min.js", "cobot_figures.js"]
 html_css_files = ["cobot_figures.css"]
