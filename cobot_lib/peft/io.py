@@ -18,7 +18,7 @@ from segment_anything.modeling import Sam
 
 from ..files import atomic_write
 from .config import PeftConfig
-from .inject import apply_peft, is_adapter_name, peft_config_of
+from .inject import apply_peft, is_adapter_name, peft_config_of, unload
 
 __all__ = ["save_adapter", "load_adapter", "adapter_state_dict", "backbone_signature"]
 
@@ -120,8 +120,6 @@ def load_adapter(sam: Sam, directory: str | os.PathLike) -> Sam:
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
         if applied_here:
-            from .inject import unload
-
             unload(sam)
         raise ValueError(
             f"adapter weights {weights_path} do not fit the configuration {config}: "
