@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import kaleido
 import plotly
 from PIL import Image
 from plotly.io.base_renderers import PlotlyRenderer
@@ -83,8 +84,6 @@ def _start_server() -> None:
             "COBOT_CHROMIUM to a Chromium binary"
         )
     os.environ["BROWSER_PATH"] = browser  # what kaleido's choreographer looks up
-    import kaleido
-
     kaleido.start_sync_server(mathjax=False, plotlyjs=str(PLOTLY_JS), silence_warnings=True)
     atexit.register(kaleido.stop_sync_server, silence_warnings=True)
     _state["server"] = True
@@ -120,8 +119,6 @@ def static_image(fig: Any, *, title: str | None = None) -> tuple[str, str]:
         layout["title"] = {"text": title, "font": {"size": 13}}
         fig_dict = {**fig_dict, "layout": layout}
     _start_server()
-    import kaleido
-
     try:
         png = kaleido.calc_fig_sync(fig_dict, opts={"format": "png"})
     except Exception as err:  # a browser that fails to start or to draw: say which
