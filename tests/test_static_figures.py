@@ -39,11 +39,12 @@ def test_a_red_bar_is_red_in_the_picture():
 
 def test_photographs_become_jpeg_and_plots_a_palette_png():
     rgb = np.random.default_rng(0).uniform(0, 1, (32, 32, 3))
-    mime, _ = static.static_image(viz.image_grid([[("noise", rgb)]]))
+    mime, data = static.static_image(viz.image_grid([[("noise", rgb)] * 3]))  # 900 x 300 px
     assert mime == "image/jpeg"
+    assert Image.open(io.BytesIO(base64.b64decode(data))).size == (600, 200)  # at most 600 wide
     mime, data = static.static_image(viz.heatmap(rgb[..., 0]))
     assert mime == "image/png"
-    assert Image.open(io.BytesIO(base64.b64decode(data))).mode == "P"  # 256-colour palette
+    assert Image.open(io.BytesIO(base64.b64decode(data))).mode == "P"  # a palette image (128 colours)
 
 
 def test_renderer_stores_figure_and_picture():

@@ -11,8 +11,8 @@ The picture is drawn by kaleido (plotly's image export) in a headless Chromium: 
 ``/usr/bin/chromium`` (``python3 workbook.py test`` installs it), or the browser named by
 ``$COBOT_CHROMIUM`` or ``$BROWSER_PATH``. Nothing is fetched: plotly.js comes from the plotly
 package and MathJax is off. One browser is started per process and reused for every figure.
-To keep notebooks small the PNG is reduced to a 256-colour palette (plots are flat colours), and
-a figure that shows photographs (an ``image`` trace) is stored as a JPEG instead.
+To keep notebooks small the PNG is reduced to a 128-colour palette (plots are flat colours), and
+a figure that shows photographs (an ``image`` trace) is stored as a JPEG at most 600 px wide.
 
 Without a browser the figure is still shown interactively and a single warning says how to get
 the pictures; ``outputs_without_static`` (and tests/test_notebook_outputs.py) counts such outputs.
@@ -53,6 +53,8 @@ STATIC_MIMES = ("image/png", "image/jpeg", "image/svg+xml")
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 JPEG_QUALITY = 80
+PALETTE_COLOURS = 128  # plots are flat colours; a colour scale keeps 128 steps
+PHOTO_WIDTH = 600  # pixels: figures of (small) photographs are not drawn wider
 
 _state: dict[str, Any] = {"server": False, "warned": False}
 
@@ -94,14 +96,14 @@ def _has_photo(fig: Mapping) -> bool:
 
 
 def _shrink(png: bytes, photo: bool) -> tuple[str, bytes]:
-    """(mime, bytes): a 256-colour PNG for plots, a JPEG for figures of photographs."""
+    """(mime, bytes): a 128-colour PNG for plots, a JPEG for figures of photographs."""
     picture = Image.open(io.BytesIO(png)).convert("RGB")
     buffer = io.BytesIO()
     if photo:
         picture.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
         return "image/jpeg", buffer.getvalue()
     palette = picture.quantize(
-        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+        colors=PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
     )
     palette.save(buffer, format="PNG", optimize=True)
     return "image/png", buffer.getvalue()
@@ -119,13 +121,16 @@ def static_image(fig: Any, *, title: str | None = None) -> tuple[str, str]:
         layout["title"] = {"text": title, "font": {"size": 13}}
         fig_dict = {**fig_dict, "layout": layout}
     _start_server()
+    photo = _has_photo(fig_dict)
+    width = fig_dict.get("layout", {}).get("width") or 700  # kaleido's default width
+    scale = min(1.0, PHOTO_WIDTH / width) if photo else 1.0
     try:
-        png = kaleido.calc_fig_sync(fig_dict, opts={"format": "png"})
+        png = kaleido.calc_fig_sync(fig_dict, opts={"format": "png", "scale": scale})
     except Exception as err:  # a browser that fails to start or to draw: say which
         raise StaticImageError(
             f"kaleido could not draw the figure with {chromium_path()}: {err}"
         ) from err
-    mime, data = _shrink(png, _has_photo(fig_dict))
+    mime, data = _shrink(png, photo)
     return mime, base64.b64encode(data).decode("ascii")
 
 
