@@ -44,7 +44,9 @@ def test_photographs_become_jpeg_and_plots_a_palette_png():
     assert Image.open(io.BytesIO(base64.b64decode(data))).size == (600, 200)  # at most 600 wide
     mime, data = static.static_image(viz.heatmap(rgb[..., 0]))
     assert mime == "image/png"
-    assert Image.open(io.BytesIO(base64.b64decode(data))).mode == "P"  # a palette image (128 colours)
+    assert (
+        Image.open(io.BytesIO(base64.b64decode(data))).mode == "P"
+    )  # a palette image (128 colours)
 
 
 def test_renderer_stores_figure_and_picture():
