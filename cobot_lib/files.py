@@ -3,15 +3,62 @@
 Checkpoints, adapters, results tables, dataset descriptions and the foundation model are all
 written to a temporary file beside the target and renamed over it (``os.replace`` is atomic on
 POSIX and Windows): a reader sees the old file or the new one, never a torn one.
+
+A writer killed between the two steps leaves its temporary file (``.NAME.tmp-PID``) behind;
+``remove_orphans`` deletes those of processes that no longer run, and every program that writes
+into a folder calls it when it starts there (the trainer for its run folder, the caches).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "cache_dir"]
+__all__ = ["atomic_write", "cache_dir", "remove_orphans", "temporary_path"]
+
+_TMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """The temporary file ``atomic_write`` uses for ``path`` in this process."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _running(pid: int) -> bool:
+    """Whether another process with this id runs (POSIX); on other systems assume it does."""
+    if pid == os.getpid():
+        return False  # our own leftovers: this process is not writing while it starts
+    if os.name != "posix":
+        return True  # no safe liveness probe (os.kill would terminate the process on Windows)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_orphans(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Delete the temporary files that killed ``atomic_write`` calls left in ``folder``.
+
+    Only files named like ours (``.NAME.tmp-PID``) whose process no longer runs are removed;
+    a writer still running keeps its file. Returns the removed paths (none if no folder).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*")
+    removed = []
+    for path in sorted(found):
+        match = _TMP.match(path.name)
+        if match and path.is_file() and not _running(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write(
@@ -29,7 +76,7 @@ def atomic_write(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         write(tmp)
         if durable:

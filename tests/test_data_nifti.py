@@ -131,7 +131,8 @@ def test_label_list_overlapping_structures_and_label_values(tmp_path):
     assert only3 == [f"q_z{k:04d}" for k in range(4, 9)]
 
 
-def test_folder_of_volumes_through_load_dataset(tmp_path):
+def test_folder_of_volumes_through_load_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("COBOT_CACHE", str(tmp_path / "cache"))  # the slices are kept there
     for sub in ("images", "masks"):
         (tmp_path / sub).mkdir()
     for case in ("c1", "c2", "c3"):

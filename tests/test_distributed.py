@@ -69,8 +69,8 @@ def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path)
     _run([*torchrun, "--nproc_per_node=2"], ddp_dir)
     _run([sys.executable], single_dir)
 
-    rank0, rank1 = (torch.load(ddp_dir / f"result_rank{r}.pt") for r in (0, 1))
-    (single,) = (torch.load(single_dir / "result_rank0.pt"),)
+    rank0, rank1 = (torch.load(ddp_dir / f"result_rank{r}.pt", weights_only=True) for r in (0, 1))
+    (single,) = (torch.load(single_dir / "result_rank0.pt", weights_only=True),)
     assert (rank0["world"], rank1["world"], single["world"]) == (2, 2, 1)
     assert rank0["adapter"].keys() == single["adapter"].keys() and rank0["adapter"]
     moved = 0

@@ -16,6 +16,7 @@ from cobot_lib.data import write_dataset_json, write_mask, write_splits
 from cobot_lib.data.layout import write_image
 from cobot_lib.engine import evaluation as evaluate
 from cobot_lib.engine import trainer as train
+from cobot_lib.engine.checkpoint import CHECKPOINT_NAME
 from cobot_lib.engine.evaluation import evaluate_model, format_mean_std, mean_std, seed_table
 
 
@@ -125,7 +126,8 @@ def _folder_dataset(root):
     write_dataset_json(root, {"name": "toy", "domain": "natural", "metric": "miou"})
 
 
-def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys):
+def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COBOT_CACHE", str(tmp_path / "cache"))  # the dataset check's cache
     _folder_dataset(tmp_path / "toy")
     config = tmp_path / "toy.yaml"
     config.write_text(
@@ -138,7 +140,7 @@ def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys):
     assert train.main([str(config), "eval.save_masks=true"]) == 0
     run = tmp_path / "runs" / "toy"
     trained = json.loads((run / "results.json").read_text())
-    assert {"checkpoint.pt", "metrics.jsonl", "adapter", "masks"} <= {p.name for p in run.iterdir()}
+    assert {CHECKPOINT_NAME, "metrics.jsonl", "adapter", "masks"} <= {p.name for p in run.iterdir()}
     assert trained["metrics"]["n_instances"] == 2 and len(trained["history"]) == 4
 
     assert evaluate.main([str(config)]) == 0

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+import random
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cobot_lib.backbone.sam import SamSpec, _assemble
 from cobot_lib.data.synthetic import SyntheticShapes
+from cobot_lib.engine import checkpoint
 from cobot_lib.engine.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
     atomic_save,
+    capture_rng,
     load_checkpoint,
+    restore_rng,
 )
 from cobot_lib.engine.config import ConfigError, load_config
 from cobot_lib.engine.runtime import (
@@ -127,21 +133,41 @@ def test_resuming_a_finished_run_trains_no_more(reference, tmp_path):
         assert torch.equal(_weights(again)[key], value)
 
 
-def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
-    path = atomic_save({"x": torch.arange(3)}, tmp_path / CHECKPOINT_NAME)
+def test_checkpoint_write_is_atomic_and_round_trips(reference, tmp_path, monkeypatch):
+    payload = load_checkpoint(reference.run_dir)
+    del payload["path"]
+    path = atomic_save(payload, tmp_path / CHECKPOINT_NAME)
     before = path.read_bytes()
+    assert before == (reference.run_dir / CHECKPOINT_NAME).read_bytes()  # read + write = same
 
-    def torn_save(obj, handle, *args, **kwargs):
-        handle.write(b"half a checkpoint")
+    def torn_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", torn_save)
+    monkeypatch.setattr(checkpoint, "save_file", torn_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save({"x": torch.arange(5)}, path)
+        atomic_save(payload, path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == [CHECKPOINT_NAME]
-    monkeypatch.undo()
-    assert torch.equal(load_checkpoint(path)["x"], torch.arange(3))
+
+
+def test_checkpoint_round_trips_every_rng_state_exactly(reference, tmp_path):
+    payload = load_checkpoint(reference.run_dir)
+    del payload["path"]
+    random.seed(5), np.random.seed(7), torch.manual_seed(9)
+    fake_cuda = [torch.randint(0, 256, (16,), dtype=torch.uint8) for _ in range(2)]
+    payload["rng"] = {**capture_rng(), "cuda": fake_cuda}  # CUDA states: stored as tensors
+    after = (random.random(), np.random.rand(), torch.rand(3))  # the draws that must repeat
+    again = load_checkpoint(atomic_save(payload, tmp_path / CHECKPOINT_NAME))
+    assert all(torch.equal(a, b) for a, b in zip(again["rng"]["cuda"], fake_cuda, strict=True))
+    restore_rng(again["rng"])  # (the CUDA part only where CUDA is)
+    assert (random.random(), np.random.rand()) == after[:2]
+    assert torch.equal(torch.rand(3), after[2])
+    state, saved = again["optimizer"]["state"], payload["optimizer"]["state"]
+    assert state.keys() == saved.keys() and len(state) > 0
+    for index, values in saved.items():
+        for name, value in values.items():
+            assert torch.equal(state[index][name], value), (index, name)
 
 
 class _PoisonedAfterEpoch(SyntheticShapes):

@@ -12,6 +12,7 @@ ViT-B's 24 x 24 / 12 x 12 shape), windowed attention with global blocks at ViT-B
 from __future__ import annotations
 
 import os
+import pickle  # only for its error type: nothing here unpickles without torch's allow-list
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -149,11 +150,18 @@ def _read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(
             f"SAM checkpoint not found: {path} (give the path of a .pth or .safetensors file)"
         )
-    try:
+    try:  # weights_only: torch's restricted unpickler builds tensors and plain containers only
         if path.suffix == ".safetensors":
             state = load_file(path)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [ln for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        raise ValueError(
+            f"SAM checkpoint {path} is not a plain state dict of tensors ({' '.join(lines)}); it "
+            "was not loaded, because loading it could run code. Use the official "
+            "sam_vit_*.pth files or a file written by torch.save(model.state_dict())"
+        ) from None
     except Exception as exc:  # torch and safetensors raise several types for corrupt files
         raise ValueError(f"could not read SAM checkpoint {path}: {exc}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):

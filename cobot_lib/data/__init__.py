@@ -8,6 +8,8 @@
 * ``base``: the item contract, per-instance index, skip counters, ``collate_samples``.
 * ``folder``, ``coco``, ``nifti``: the three sources; ``load_dataset`` picks one.
 * ``synthetic``: seeded synthetic shapes (pretraining and tests); ``demo``: the offline demo sets.
+* ``validation``: check a whole dataset before any work (every image, mask and annotation
+  decoded once, every bad file reported at once; cached); ``python -m cobot_lib.data check``.
 """
 
 from .base import BoxPromptDataset, PerInstance, build_item, collate_samples
@@ -24,10 +26,12 @@ from .transforms import (
     prepare_image,
     tight_boxes,
 )
+from .validation import DatasetError, require_valid_dataset, validate_dataset
 
 __all__ = [
     "BoxPromptDataset",
     "CocoDataset",
+    "DatasetError",
     "FolderDataset",
     "PerInstance",
     "build_item",
@@ -41,8 +45,10 @@ __all__ = [
     "nifti_to_slices",
     "prepare_image",
     "read_split",
+    "require_valid_dataset",
     "split_groups",
     "tight_boxes",
+    "validate_dataset",
     "write_dataset_json",
     "write_mask",
     "write_splits",

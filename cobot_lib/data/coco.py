@@ -27,7 +27,7 @@ from pycocotools.coco import COCO
 from .base import BoxPromptDataset
 from .readers import read_image
 
-__all__ = ["CocoDataset", "load_coco", "coco_name"]
+__all__ = ["CocoDataset", "load_coco", "coco_name", "annotation_rle", "index_annotations"]
 
 
 def coco_name(file_name: str) -> str:
@@ -45,6 +45,8 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not a COCO JSON file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a COCO instances file: it holds a {type(data).__name__}")
     missing = [k for k in ("images", "annotations") if k not in data]
     if missing:
         raise ValueError(f"{path} is not a COCO instances file: it has no {missing}")
@@ -55,20 +57,71 @@ def load_coco(annotation_file: str | os.PathLike) -> COCO:
     return coco
 
 
-def _rle(ann: dict[str, Any], h: int, w: int, where: str) -> dict[str, Any]:
+def annotation_rle(ann: dict[str, Any], h: int, w: int, where: str) -> dict[str, Any]:
+    """The RLE of one annotation's segmentation on an h x w image; ValueError naming ``where``."""
     seg = ann.get("segmentation")
     if not seg:
         raise ValueError(f"{where}: annotation {ann.get('id')} has no segmentation")
     try:
         if isinstance(seg, list):  # polygons
-            return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-        if isinstance(seg.get("counts"), list):  # uncompressed RLE
-            return mask_utils.frPyObjects(seg, h, w)
-        if tuple(seg.get("size", ())) != (h, w):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+        elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(seg, h, w)
+        elif tuple(seg.get("size", ())) != (h, w):
             raise ValueError(f"RLE size {seg.get('size')} differs from the image's {(h, w)}")
-        return seg
+        else:
+            rle = seg
+        mask_utils.area(rle)  # a malformed RLE (no counts, bad string) fails here, not later
+        return rle
     except Exception as exc:
         raise ValueError(f"{where}: bad segmentation in annotation {ann.get('id')}: {exc}") from exc
+
+
+def index_annotations(path: str | os.PathLike) -> dict[str, Any]:
+    """{"images": {name: [height, width, file_name]}, "problems": [message, ...]} of a COCO
+    file: every image entry and annotation checked (a file name; positive integer sizes; a
+    known image_id; an integer category_id; a segmentation that decodes on its image), every
+    problem collected rather than raised. A file that is not COCO JSON raises ValueError."""
+    path = Path(path)
+    coco = load_coco(path)
+    images, problems, sizes = {}, [], {}
+    for k, img in enumerate(coco.dataset["images"]):
+        name = img.get("file_name") if isinstance(img, dict) else None
+        if not isinstance(name, str) or not name:
+            problems.append(f"{path}: images[{k}] has no file_name")
+            continue
+        h, w = img.get("height"), img.get("width")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+            problems.append(
+                f"{path}: image {name!r} has height={h!r}, width={w!r}; expected positive integers"
+            )
+            continue
+        if coco_name(name) in images:
+            problems.append(f"{path}: two images are named {coco_name(name)!r}")
+        images[coco_name(name)] = [h, w, name]
+        sizes[img.get("id")] = (h, w, name)
+    for k, ann in enumerate(coco.dataset["annotations"]):
+        if not isinstance(ann, dict):
+            problems.append(f"{path}: annotations[{k}] is not an object")
+            continue
+        ident = ann.get("id", f"#{k}")
+        if ann.get("image_id") not in sizes:
+            problems.append(
+                f"{path}: annotation {ident} refers to image_id {ann.get('image_id')!r}, which "
+                "is not a (valid) entry of 'images'"
+            )
+            continue
+        category = ann.get("category_id", 1)
+        if isinstance(category, bool) or not isinstance(category, int):
+            problems.append(
+                f"{path}: annotation {ident} has category_id={category!r}; expected an integer"
+            )
+        h, w, name = sizes[ann["image_id"]]
+        try:
+            annotation_rle(ann, h, w, f"{path} image {name!r}")
+        except ValueError as exc:
+            problems.append(str(exc))
+    return {"images": images, "problems": problems}
 
 
 class CocoDataset(BoxPromptDataset):
@@ -121,7 +174,7 @@ class CocoDataset(BoxPromptDataset):
                 if ann.get("iscrowd", 0) and not include_crowd:
                     self.skipped["crowd_annotations"] += 1
                     continue
-                rle = _rle(ann, h, w, f"{self.annotation_file} image {name!r}")
+                rle = annotation_rle(ann, h, w, f"{self.annotation_file} image {name!r}")
                 kept.append(ann)  # the annotation itself: re-rasterised when read
                 areas.append(int(mask_utils.area(rle)))
             before = len(self.names)
@@ -142,6 +195,6 @@ class CocoDataset(BoxPromptDataset):
                 f"{self.annotation_file} says {h}x{w} (H x W)"
             )
         where = f"{self.annotation_file} image {self.names[index]!r}"
-        rles = [_rle(a, h, w, where) for a in self.anns[index]]
+        rles = [annotation_rle(a, h, w, where) for a in self.anns[index]]
         masks = np.moveaxis(mask_utils.decode(rles), -1, 0).astype(bool)
         return image, masks

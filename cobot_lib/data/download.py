@@ -115,7 +115,9 @@ def extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
             bad = [m.name for m in members if not _inside(root, m.name) or m.islnk() or m.issym()]
             if bad:
                 raise ValueError(f"{archive} has unsafe members (outside, or links): {bad[:3]}")
-            tf.extractall(dest, members=members)
+            # "data": no device files, no absolute or outside paths, no set-uid bits
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tf.extractall(dest, members=members, **safe)
     else:
         raise ValueError(f"{archive} is neither a zip nor a tar archive")
     return dest

@@ -36,6 +36,7 @@ __all__ = [
     "DOMAINS",
     "METRICS",
     "read_split",
+    "read_text_file",
     "write_splits",
     "split_groups",
     "names_by_split",
@@ -52,14 +53,33 @@ METRICS = ("dsc", "miou")
 FORMATS = ("folder", "coco", "nifti")
 
 
+def read_text_file(path: Path, what: str) -> str:
+    """The UTF-8 text of ``path``; a ValueError naming the file (and the byte) if it is not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{what} {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+
+
 def read_split(root: str | os.PathLike, split: str) -> list[str]:
-    """Names listed in <root>/splits/<split>.txt (blank lines and # comments ignored)."""
+    """Names listed in <root>/splits/<split>.txt (blank lines and # comments ignored).
+
+    A file that is not UTF-8, lists no name, or lists a name twice is a ValueError naming it.
+    """
     path = Path(root) / "splits" / f"{split}.txt"
     if not path.is_file():
         have = sorted(p.stem for p in (Path(root) / "splits").glob("*.txt"))
         raise FileNotFoundError(f"split file not found: {path} (splits present: {have})")
-    names = [ln.strip() for ln in path.read_text().splitlines()]
+    names = [ln.strip() for ln in read_text_file(path, "split file").splitlines()]
     names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise ValueError(
+            f"split file {path} lists no names (it is empty, or holds only blank lines and "
+            "# comments); write one image name per line"
+        )
     dup = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) < len(names) else []
     if dup:
         raise ValueError(f"split file {path} lists names twice: {dup[:5]}")
@@ -154,9 +174,11 @@ def read_dataset_json(root: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(read_text_file(path, "dataset description"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(info, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(info).__name__}")
     for key, allowed in (("domain", DOMAINS), ("metric", METRICS), ("format", FORMATS)):
         if key in info and info[key] not in allowed:
             raise ValueError(f"{path}: {key}={info[key]!r}, expected one of {allowed}")

@@ -19,18 +19,30 @@
 Each kept slice k of a volume becomes images/<prefix>_z<k>.png (8-bit grey) and
 masks/<prefix>_z<k>.png (labels; a multi-page TIFF when structures overlap, page i = structure
 i + 1). ``nifti_to_slices`` returns the names, so callers split by volume, never by slice.
+
+``nifti_folder_to_slices`` keeps the slices of a whole folder of volumes as a derived dataset,
+by default in the cache (``slice_cache_dir``: <cache>/slices/<hash of the folder's path>), not in
+the user's data folder. It records a fingerprint of its sources (size and modification time of
+every volume, split file and dataset.json) and of the slicing settings in ``sources.json``, and
+rebuilds the slices (into a new folder, swapped in when complete) whenever that fingerprint
+changes, so slices of an old volume or of other settings are never reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..files import atomic_write, cache_dir, remove_orphans
 from .layout import (
     names_by_split,
     read_dataset_json,
@@ -49,8 +61,16 @@ __all__ = [
     "remove_small_components",
     "axial_slice",
     "nifti_to_slices",
+    "check_case",
+    "nifti_cases",
+    "slice_settings",
+    "slice_cache_dir",
     "nifti_folder_to_slices",
 ]
+
+#: bump when the slicing itself changes, so caches of an older converter are rebuilt
+SLICER_VERSION = 1
+SOURCES_NAME = "sources.json"
 
 VolumeLike = str | os.PathLike | nib.spatialimages.SpatialImage
 _NII = (".nii.gz", ".nii")
@@ -208,6 +228,21 @@ def _label_stack(
     return np.stack(stack), np.asarray(values, dtype=np.int64)
 
 
+def check_case(
+    image: VolumeLike, label: VolumeLike | Sequence[VolumeLike], channel: int | None = None
+) -> dict[str, Any]:
+    """Decode one case (image and label volumes) and check it as ``nifti_to_slices`` needs it:
+    readable, 3-D (or 4-D with ``channel``), finite intensities, integer non-negative labels on
+    the image's voxel grid. Returns {"shape", "labels"}; raises ValueError naming the file."""
+    data, affine = load_canonical(image, channel)
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise ValueError(f"volume {_describe(image)} holds {bad} NaN or infinite voxels")
+    _, values = _label_stack(label, data.shape, affine, _describe(image))
+    return {"shape": list(data.shape), "labels": values.tolist()}
+
+
 def nifti_to_slices(
     image: VolumeLike,
     label: VolumeLike | Sequence[VolumeLike],
@@ -275,18 +310,13 @@ def _case_name(path: Path) -> str:
     return path.stem
 
 
-def nifti_folder_to_slices(root: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Slice a folder of volumes (images/<case>.nii[.gz], masks/<case>.nii[.gz], splits of cases)
-    into a folder dataset at ``out`` (default <root>/slices), once; returns its path.
+def nifti_cases(root: str | os.PathLike) -> tuple[dict[str, tuple[Path, Path]], dict[str, list]]:
+    """({case: (image volume, label volume)}, {split: cases}) of a folder of volumes.
 
-    Conversion settings come from <root>/dataset.json: "modality", "window", "channel",
-    "label_values", "min_voxels_3d", "min_pixels_2d".
+    The cases are those of the split files (all volumes when there are none); a case without
+    its image or label volume is a FileNotFoundError naming the folder.
     """
     root = Path(root)
-    out = Path(out) if out is not None else root / "slices"
-    if (out / "dataset.json").is_file():
-        return out
-    info = read_dataset_json(root)
     images = {_case_name(p): p for p in sorted((root / "images").glob("*.nii*"))}
     masks = {_case_name(p): p for p in sorted((root / "masks").glob("*.nii*"))}
     if not images:
@@ -294,22 +324,137 @@ def nifti_folder_to_slices(root: str | os.PathLike, out: str | os.PathLike | Non
     splits = {s: read_split(root, s) for s in ("train", "val", "test")
               if (root / "splits" / f"{s}.txt").is_file()}  # fmt: skip
     cases = sorted({c for names in splits.values() for c in names}) if splits else sorted(images)
-    group_of: dict[str, str] = {}
     for case in cases:
         if case not in images:
             raise FileNotFoundError(f"volume for case {case!r} not found in {root / 'images'}")
         if case not in masks:
             raise FileNotFoundError(f"label volume for case {case!r} not found in {root / 'masks'}")
+    return {c: (images[c], masks[c]) for c in cases}, splits
+
+
+def slice_settings(info: dict[str, Any], where: str = "dataset.json") -> dict[str, Any]:
+    """The slicing settings of a dataset.json (with their defaults), checked; ValueError names
+    the key."""
+    settings = {
+        "modality": info.get("modality", "ct"),
+        "window": info.get("window", [40.0, 400.0]),
+        "channel": info.get("channel"),
+        "label_values": info.get("label_values"),
+        "min_voxels_3d": info.get("min_voxels_3d", 1000),
+        "min_pixels_2d": info.get("min_pixels_2d", 100),
+    }
+    problems = []
+    if settings["modality"] not in ("ct", "mr"):
+        problems.append(f"modality={settings['modality']!r} (expected 'ct' or 'mr')")
+    window = settings["window"]
+    if not (isinstance(window, list) and len(window) == 2 and all(_number(v) for v in window)
+            and window[1] > 0):  # fmt: skip
+        problems.append(f"window={window!r} (expected [level, width > 0])")
+    for key in ("min_voxels_3d", "min_pixels_2d"):
+        if not (isinstance(settings[key], int) and not isinstance(settings[key], bool)):
+            problems.append(f"{key}={settings[key]!r} (expected an integer)")
+    if settings["channel"] is not None and not isinstance(settings["channel"], int):
+        problems.append(f"channel={settings['channel']!r} (expected an integer or null)")
+    values = settings["label_values"]
+    if values is not None and not (
+        isinstance(values, list) and all(isinstance(v, int) for v in values)
+    ):
+        problems.append(f"label_values={values!r} (expected a list of integers or null)")
+    if problems:
+        raise ValueError(f"{where} has bad slicing settings: " + "; ".join(problems))
+    return settings
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def slice_cache_dir(root: str | os.PathLike) -> Path:
+    """Where the slices of the volume folder ``root`` are kept: <cache>/slices/<path hash>."""
+    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "slices" / f"{Path(root).resolve().name}-{key}"
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _sources(root: Path, cases: dict[str, tuple[Path, Path]], settings: dict) -> dict[str, Any]:
+    files = [p for pair in cases.values() for p in pair]
+    files += sorted((root / "splits").glob("*.txt")) + [root / "dataset.json"]
+    return {
+        "slicer_version": SLICER_VERSION,
+        "settings": settings,
+        "files": {p.relative_to(root).as_posix(): _stamp(p) for p in files if p.is_file()},
+    }
+
+
+def nifti_folder_to_slices(root: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Slice a folder of volumes (images/<case>.nii[.gz], masks/<case>.nii[.gz], splits of cases)
+    into a folder dataset at ``out`` (default ``slice_cache_dir(root)``); returns its path.
+
+    Conversion settings come from <root>/dataset.json: "modality", "window", "channel",
+    "label_values", "min_voxels_3d", "min_pixels_2d". The slices are reused while the volumes,
+    split files, dataset.json and settings are unchanged (``sources.json``), rebuilt otherwise.
+    """
+    root = Path(root)
+    out = Path(out) if out is not None else slice_cache_dir(root)
+    info = read_dataset_json(root)
+    settings = slice_settings(info, str(root / "dataset.json"))
+    cases, splits = nifti_cases(root)
+    sources = _sources(root, cases, settings)
+    recorded = out / SOURCES_NAME
+    if recorded.is_file() and (out / "dataset.json").is_file():
+        try:
+            if json.loads(recorded.read_text(encoding="utf-8")) == sources:
+                return out
+        except (ValueError, OSError):
+            pass  # unreadable record: rebuild
+    elif out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(
+            f"{out} holds files that are not slices made by nifti_folder_to_slices (no "
+            f"{SOURCES_NAME}); give an empty or new folder as out"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out.parent)
+    building = out.with_name(f".{out.name}.building-{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    group_of: dict[str, str] = {}
+    for case, (image, label) in cases.items():
         for name in nifti_to_slices(
-            images[case], masks[case], out, case,
-            modality=info.get("modality", "ct"),
-            window=tuple(info.get("window", (40.0, 400.0))),
-            channel=info.get("channel"),
-            label_values=info.get("label_values"),
-            min_voxels_3d=int(info.get("min_voxels_3d", 1000)),
-            min_pixels_2d=int(info.get("min_pixels_2d", 100)),
+            image, label, building, case,
+            modality=settings["modality"],
+            window=tuple(settings["window"]),
+            channel=settings["channel"],
+            label_values=settings["label_values"],
+            min_voxels_3d=settings["min_voxels_3d"],
+            min_pixels_2d=settings["min_pixels_2d"],
         ):  # fmt: skip
             group_of[name] = case
-    write_splits(out, names_by_split(group_of, splits) if splits else {})
-    write_dataset_json(out, {**info, "format": "folder"})
+    by_split = names_by_split(group_of, splits) if splits else {"all": list(group_of)}
+    empty = [split for split, names in by_split.items() if not names]
+    if empty:
+        shutil.rmtree(building, ignore_errors=True)
+        raise ValueError(
+            f"the volumes of {root} give no foreground slice for split(s) {empty} with the "
+            f"settings of {root / 'dataset.json'} ({settings}); lower min_voxels_3d / "
+            "min_pixels_2d there, or check the label volumes"
+        )
+    write_splits(building, by_split if splits else {})
+    write_dataset_json(building, {**info, "format": "folder"})
+    text = json.dumps(sources, indent=1)
+    atomic_write(building / SOURCES_NAME, lambda tmp: tmp.write_text(text))
+    _swap_in(building, out)
     return out
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Replace the folder ``out`` by the complete folder ``new`` (two renames; a reader in
+    between finds no ``out`` and rebuilds, never a half-written one)."""
+    old = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -33,6 +34,8 @@ __all__ = [
     "image_hw",
     "read_mask",
     "mask_instances",
+    "inspect_image",
+    "inspect_mask",
 ]
 
 IMAGE_EXTS = ("png", "tif", "tiff", "jpg", "jpeg")
@@ -187,3 +190,26 @@ def mask_instances(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values, areas = np.unique(mask, return_counts=True)
     keep = values > 0
     return values[keep], areas[keep]
+
+
+def inspect_image(path: str | os.PathLike) -> dict[str, Any]:
+    """{"hw": [H, W]} of an image that decodes completely, is not empty, and holds integer
+    or finite float pixels; ValueError naming the file otherwise."""
+    pixels = read_image(path)
+    h, w = pixels.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"image {path} is empty ({h} x {w} pixels)")
+    if pixels.dtype.kind not in "biuf":
+        raise ValueError(f"image {path} has pixel type {pixels.dtype}; expected integers or floats")
+    if pixels.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(pixels)))
+        if bad:
+            raise ValueError(f"image {path} holds {bad} NaN or infinite pixel values")
+    return {"hw": [int(h), int(w)]}
+
+
+def inspect_mask(path: str | os.PathLike) -> dict[str, Any]:
+    """{"hw": [H, W], "instances": K} of a mask that ``read_mask`` accepts."""
+    labels = read_mask(path)
+    values, _ = mask_instances(labels)
+    return {"hw": [int(s) for s in labels.shape[-2:]], "instances": int(len(values))}

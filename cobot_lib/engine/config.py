@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -24,7 +25,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from ..peft import CobotConfig, PeftConfig
+from ..peft import METHODS, CobotConfig, PeftConfig
 
 __all__ = [
     "PAPER_DEFAULTS",
@@ -149,7 +150,9 @@ class RuntimeSection:
     freeze) | true | false. max_steps: stop after this many optimiser steps in total (a
     checkpoint is written there; resuming continues exactly). save_every: also checkpoint every
     N steps inside an epoch. resume: auto (continue from output_dir's checkpoint if any) |
-    never (start over) | a checkpoint path. log_every: one "step" record per N steps (long runs)."""
+    never (start over) | a checkpoint path. log_every: one "step" record per N steps (long runs).
+    divergence_factor: stop when a step's loss exceeds this many times the running median of the
+    last divergence_window losses (null: stop only on NaN/inf); see ``engine.guard``."""
 
     seed: int = 0
     device: str = "auto"
@@ -161,6 +164,8 @@ class RuntimeSection:
     resume: str = "auto"
     progress: bool = True
     log_every: int = 1
+    divergence_factor: float | None = 20.0
+    divergence_window: int = 50
 
 
 @dataclass
@@ -221,6 +226,7 @@ class TrainConfig:
             ("runtime.max_steps", self.runtime.max_steps),
             ("runtime.save_every", self.runtime.save_every),
             ("runtime.log_every", self.runtime.log_every),
+            ("runtime.divergence_window", self.runtime.divergence_window),
             ("data.max_instances", self.data.max_instances),
         ):
             if value is not None and value < 1:
@@ -233,6 +239,16 @@ class TrainConfig:
         ):
             if value < 0:
                 raise ConfigError(f"{key} must be >= 0, got {value!r}")
+        if not all(0.0 <= b < 1.0 for b in self.optim.betas):
+            raise ConfigError(f"optim.betas must both lie in [0, 1), got {list(self.optim.betas)}")
+        if self.optim.grad_clip is not None and not self.optim.grad_clip > 0:
+            raise ConfigError(f"optim.grad_clip must be > 0 or null, got {self.optim.grad_clip!r}")
+        factor = self.runtime.divergence_factor
+        if factor is not None and not factor > 1:
+            raise ConfigError(
+                f"runtime.divergence_factor must be > 1 (a multiple of the running median loss) "
+                f"or null (stop only on NaN/inf), got {factor!r}"
+            )
         for key in ("model.checkpoint", "data.root"):
             section, name = key.split(".")
             if getattr(getattr(self, section), name) == MISSING:
@@ -246,6 +262,11 @@ class TrainConfig:
     def peft_config(self):
         """The ``cobot_lib.peft.PeftConfig`` this run applies (its checks raise ConfigError)."""
         p, c = self.peft, self.peft.cobot
+        if p.method not in METHODS:  # before COBOT's checks, which would blame COBOT
+            raise ConfigError(
+                f"peft.method={p.method!r}: unknown PEFT method {p.method!r}; expected one of "
+                f"{list(METHODS)}"
+            )
         try:
             switches = CobotConfig(c.coefficient_sets, c.relation, c.head, c.head_init, c.seed)
             cobot = switches if c.enabled else None
@@ -291,8 +312,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if hint is tuple[float, float] or text.startswith("tuple"):
-        if isinstance(value, (list, tuple)) and len(value) == 2:
-            return tuple(float(v) for v in value)
+        pair = [_coerce(v, float, key) for v in value] if isinstance(value, list | tuple) else []
+        if len(pair) == 2:
+            return tuple(pair)
         raise ConfigError(f"{key} must be a list of two numbers, got {value!r}")
     wants_float, wants_int, wants_str = "float" in text, "int" in text, "str" in text
     if isinstance(value, str) and (wants_float or wants_int) and not wants_str:
@@ -309,6 +331,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if isinstance(value, int) and (wants_int or wants_float):
         return value if wants_int else float(value)
     if isinstance(value, float) and wants_float:
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return value
     if isinstance(value, str) and wants_str:
         return value
@@ -329,8 +353,15 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
             raise ConfigError(f"unknown config key {full!r} in {source}; valid keys here: {valid}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            if isinstance(value, bool) and "enabled" in hint.__dataclass_fields__:
+            switch = "enabled" in hint.__dataclass_fields__
+            if isinstance(value, bool) and switch:
                 value = {"enabled": value}
+            elif value is not None and not isinstance(value, dict):
+                expected = "true, false or a mapping" if switch else "a mapping"
+                raise ConfigError(
+                    f"{full} in {source} must be {expected} of {[f.name for f in fields(hint)]}, "
+                    f"got {value!r}" + (" (booleans are written true / false)" if switch else "")
+                )
             kwargs[key] = _build(hint, value or {}, f"{full}.", source)
         else:
             kwargs[key] = _coerce(value, hint, full)
@@ -358,13 +389,22 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in seen:
         raise ConfigError(f"config {path} includes itself through 'base:'")
     try:
-        data = parse_yaml(path.read_text()) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config {path} is not UTF-8 text (byte {exc.start}): {exc.reason}"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top, got {type(data)}")
     base = data.pop("base", None)
     if base is not None:
+        if not isinstance(base, str) or not (path.parent / base).is_file():
+            raise ConfigError(
+                f"config {path} starts from base: {base!r}, which is not a file "
+                f"({path.parent / str(base)}; a base path is relative to the config)"
+            )
         data = _merge(_read_yaml(path.parent / base, (*seen, path.resolve())), data)
     return data
 

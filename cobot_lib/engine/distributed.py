@@ -10,8 +10,9 @@ path. Only rank 0 writes files (``is_main``); metrics are summed across ranks be
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -28,8 +29,11 @@ __all__ = [
     "all_gather_objects",
     "broadcast_object",
     "barrier",
+    "main_first",
     "shutdown",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,29 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def main_first(work: Callable[[], T]) -> T:
+    """``work()`` on rank 0, then on the other ranks once it has succeeded there.
+
+    For work that fills a shared cache (dataset checks, NIfTI slices): rank 0 does it, the
+    others find it done. A failure on rank 0 is raised there and, as a ValueError with the same
+    message, on every other rank, so no rank waits for ever.
+    """
+    if not is_distributed():
+        return work()
+    result, failure = None, None
+    if is_main():
+        try:
+            result = work()
+        except Exception as exc:  # re-raised below, after the others have been told
+            failure = exc
+    message = broadcast_object(None if failure is None else str(failure))
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise ValueError(message)
+    return result if is_main() else work()
 
 
 def shutdown() -> None:

@@ -34,8 +34,10 @@ from tqdm.auto import tqdm
 
 from ..data import collate_samples
 from . import distributed as dist
-from .config import load_config
+from .checkpoint import fingerprint, fingerprint_diff
+from .config import ConfigError, TrainConfig, load_config
 from .metrics import dice_score, iou_score
+from .rundir import RUN_MARKER, check_output_dir
 from .runtime import (
     EmbeddingCache,
     Indexed,
@@ -214,10 +216,38 @@ def seed_table(results: dict[str, dict[str, Sequence[float]]], digits: int = 1) 
     return "\n".join(lines)
 
 
-def _evaluate_run(config, adapter: Path | None, save_masks: bool) -> None:
+def check_adapter_run(adapter: Path, config: TrainConfig) -> None:
+    """Refuse an adapter that a run of another configuration trained.
 
+    The trainer records its config beside the adapter (``adapter/run.json``); every key that
+    decides the trained weights must agree (the evaluation split may differ). An adapter saved
+    by hand (no record) is only checked for its PEFT variant, by ``build_model``.
+    """
+    record = adapter / RUN_MARKER
+    if not record.is_file():
+        return
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+        same = saved["fingerprint"] == fingerprint(config)
+        diff = [] if same else fingerprint_diff(saved["config"], config, ("data.eval_split",))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{record} is damaged ({exc!r}); cannot tell which run made {adapter}"
+        ) from None
+    if diff:
+        raise ConfigError(
+            f"adapter {adapter} was trained by another configuration than the one given "
+            f"({'; '.join(diff)}); evaluate it with the config it was trained with (recorded in "
+            f"{record}), or train this configuration first"
+        )
+
+
+def _evaluate_run(config: TrainConfig, adapter: Path | None, save_masks: bool) -> None:
     env = dist.init_distributed(config.runtime.device)
+    check_output_dir(config.run_dir)
     adapter = adapter or config.run_dir / "adapter"
+    if config.peft.method != "freeze":
+        check_adapter_run(adapter, config)
     sam, _ = build_model(config, adapter=adapter if config.peft.method != "freeze" else None)
     _, eval_set = build_datasets(config, need_train=False)
     result = evaluate_model(
@@ -248,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides)
         _evaluate_run(config, Path(args.adapter) if args.adapter else None, args.save_masks)
-    except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
+    except (ValueError, OSError) as exc:  # ConfigError, CheckpointError, DatasetError too
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -29,7 +29,16 @@ from ..backbone.prompting import decode_boxes, encode_images
 from ..backbone.sam import build_sam, input_size
 from ..data import load_dataset
 from ..data.demo import ensure_demo_data
-from ..peft import apply_peft, load_adapter, peft_config_of, relation_of, summarize
+from ..data.validation import DatasetError, require_valid_dataset
+from ..peft import (
+    apply_peft,
+    differing_keys,
+    load_adapter,
+    peft_config_of,
+    relation_of,
+    summarize,
+)
+from . import distributed as dist
 from .config import ConfigError, TrainConfig
 
 __all__ = [
@@ -46,7 +55,13 @@ __all__ = [
     "build_model",
     "build_datasets",
     "check_dataset",
+    "RunDatasetError",
 ]
+
+
+class RunDatasetError(ConfigError, DatasetError):
+    """The dataset ``data.root`` names has bad files: a problem of the run's configuration
+    (caught as ConfigError) and of the data (caught as DatasetError); the message lists them."""
 
 
 def seed_everything(seed: int) -> None:
@@ -218,9 +233,10 @@ def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple
     if adapter is not None:
         load_adapter(sam, adapter)
         if peft_config_of(sam) != config.peft_config():
+            names = ("adapter", "config")
             raise ConfigError(
-                f"adapter {adapter} holds {peft_config_of(sam)}, the config asks for "
-                f"{config.peft_config()}"
+                f"adapter {adapter} holds another PEFT variant than the config asks for "
+                f"({differing_keys(peft_config_of(sam), config.peft_config(), names)})"
             )
         return sam, summarize(sam)
     return sam, apply_peft(sam, config.peft_config())
@@ -233,22 +249,38 @@ def _resolve_root(root: str) -> Path:
 
 
 def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
-    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false)."""
+    """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false).
 
+    Every file of the splits used is checked first (``data.validation``: each image and mask
+    decoded once, cached by size and modification time), so a bad file stops the run before
+    any step with one message listing every bad file.
+    """
     if config.data.root is None:
         raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
     root = _resolve_root(config.data.root)
     common = {"format": config.data.format, "image_size": input_size(config.model.type)}
-    train = None
-    if need_train:
-        train = load_dataset(
-            root, config.data.train_split, train=True, jitter=config.data.jitter,
-            seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
-        )  # fmt: skip
-    evals = None
-    if config.eval.enabled:
-        evals = load_dataset(root, config.data.eval_split, train=False, **common)
-    return train, evals
+    splits = [config.data.train_split] if need_train else []
+    splits += [config.data.eval_split] if config.eval.enabled else []
+
+    def build() -> tuple[Any, Any]:
+        try:
+            require_valid_dataset(
+                root, list(dict.fromkeys(splits)), config.data.format, config.runtime.progress
+            )
+        except DatasetError as exc:
+            raise RunDatasetError(f"data.root={config.data.root!r}: {exc}") from None
+        train = None
+        if need_train:
+            train = load_dataset(
+                root, config.data.train_split, train=True, jitter=config.data.jitter,
+                seed=config.runtime.seed, max_instances=config.data.max_instances, **common,
+            )  # fmt: skip
+        evals = None
+        if config.eval.enabled:
+            evals = load_dataset(root, config.data.eval_split, train=False, **common)
+        return train, evals
+
+    return dist.main_first(build)  # rank 0 fills the caches, the others reuse them
 
 
 def check_dataset(dataset: Any, what: str) -> None:

@@ -12,6 +12,11 @@ JSON line per logged step, epoch and evaluation. A run continues from its checkp
 the sample order is a function of (seed, epoch), the box jitter of (seed, index, epoch) (the
 datasets' ``set_epoch``) and the remaining randomness (dropout) comes from the saved RNG states,
 so a stopped-and-resumed run ends with the same weights as an uninterrupted one.
+
+Every step's loss goes through the divergence guard (``guard.py``) before its update: a NaN or
+a loss far above its running median stops the run, naming the step, the samples and the kept
+checkpoint, and no checkpoint is written from the moment the loss looks elevated. A run that
+starts fresh moves a previous run out of its folder first (``rundir.py``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..backbone.prompting import upsample_logits
 from ..data import collate_samples
-from ..peft import apply_peft, peft_config_of, save_adapter, summarize
+from ..peft import apply_peft, differing_keys, peft_config_of, save_adapter, summarize
 from . import distributed as dist
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -46,7 +51,9 @@ from .checkpoint import (
 )
 from .config import ConfigError, TrainConfig, load_config
 from .evaluation import EvalResult, evaluate_model
+from .guard import DivergenceError, DivergenceGuard, NonFiniteLossError, optimizer_tensors
 from .losses import bce_dice_loss
+from .rundir import check_output_dir, prepare_run_dir, write_run_marker
 from .runtime import (
     EmbeddingCache,
     Indexed,
@@ -62,16 +69,13 @@ from .runtime import (
 )
 
 __all__ = [
+    "DivergenceError",
     "NonFiniteLossError",
     "Trainer",
     "run_experiment",
     "build_model",
     "build_datasets",
 ]
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the samples."""
 
 
 def _adam(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Adam:
@@ -104,8 +108,10 @@ class Trainer:
         self.fingerprint = fingerprint(cfg)
         self.env = dist.init_distributed(cfg.runtime.device)
         self.run_dir = cfg.run_dir
+        check_output_dir(self.run_dir)
         self.callbacks = list(callbacks)
         self.resume = find_resume(cfg, self.env.world_size)
+        self.guard = DivergenceGuard(cfg.runtime.divergence_factor, cfg.runtime.divergence_window)
         if train_set is None and eval_set is None:
             needs_training = cfg.epochs > 0 and cfg.peft.method != "freeze"
             train_set, eval_set = build_datasets(cfg, need_train=needs_training)
@@ -124,7 +130,9 @@ class Trainer:
             seed_everything(cfg.runtime.seed)
             apply_peft(sam, cfg.peft_config())
         elif peft_config_of(sam) != cfg.peft_config():
-            raise ConfigError(f"sam has {peft_config_of(sam)}, the config asks for another variant")
+            names = ("sam", "config")
+            diff = differing_keys(peft_config_of(sam), cfg.peft_config(), names)
+            raise ConfigError(f"sam has another PEFT variant than the config asks for ({diff})")
         self.sam = sam.to(self.env.device)
         self.summary = summarize(sam)
         if cfg.runtime.activation_checkpointing:
@@ -152,12 +160,20 @@ class Trainer:
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.last_checkpoint: Path | None = None
 
-    def _save(self, epoch: int, step: int, global_step: int) -> None:
+    def _save(self, epoch: int, step: int, global_step: int, final: bool = False) -> bool:
+        """Checkpoint unless the guard holds it back (an elevated loss pending; not at the
+        run's end) or the weights are not finite (raises); returns whether it was written."""
+        if not (final or self.guard.may_save()):
+            return False
+        named = [(n, p) for n, p in self.sam.named_parameters() if p.requires_grad]
+        self.guard.check_finite(named + optimizer_tensors(self.optimizer), global_step)
         if dist.is_main():
             position, world = (epoch, step, global_step), self.env.world_size
             state = training_state(self.sam, self.optimizer, self.scaler, position, world,
-                                   self.config, self.history)  # fmt: skip
+                                   self.config, self.history, self.guard.state_dict())  # fmt: skip
             self.last_checkpoint = atomic_save(state, self.run_dir / CHECKPOINT_NAME)
+        self.guard.saved(self.run_dir / CHECKPOINT_NAME, global_step)
+        return True
 
     # ---- logging ------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -199,17 +215,13 @@ class Trainer:
         ]
         loss = torch.stack(losses).mean() if losses else sum(lg.sum() for lg in logits) * 0.0
         value = float(loss.detach())
-        total, count, bad = dist.all_reduce_sum(
-            [value * len(masks), len(masks), not np.isfinite(value)]
+        total, count = dist.all_reduce_sum([value * len(masks), len(masks)]).tolist()
+        self.guard.check_loss(
+            total / count,
+            global_step + 1,
+            f"epoch {epoch + 1}, step {step + 1} (global step {global_step + 1})",
+            lambda: [n for part in dist.all_gather_objects(batch["name"]) for n in part],
         )
-        if bad:
-            names = [n for part in dist.all_gather_objects(
-                batch["name"] if not np.isfinite(value) else []) for n in part]  # fmt: skip
-            kept = self.last_checkpoint or "none written yet"
-            raise NonFiniteLossError(
-                f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1} (global step "
-                f"{global_step + 1}) on sample(s) {names}; stopped, last good checkpoint: {kept}"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.optim.grad_clip is not None:
@@ -222,14 +234,22 @@ class Trainer:
     def fit(self) -> list[dict]:
         """Train to ``optim.epochs`` (or ``runtime.max_steps``); returns the history records."""
         cfg = self.config
-        if dist.is_main():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        own = self.resume is not None and (
+            Path(self.resume["path"]).resolve().parent == self.run_dir.resolve()
+        )
+        if dist.is_main():  # a fresh start (not from this folder's checkpoint) never mixes runs
+            aside = prepare_run_dir(self.run_dir, fresh=not own)
+            if aside is not None:
+                print(f"the previous run in {self.run_dir} was moved to {aside}")
+            write_run_marker(self.run_dir, cfg.to_dict(), self.fingerprint)
         if self.resume is not None:
             restore_training_state(self.resume, self.sam, self.optimizer, self.scaler)
             self.history = list(self.resume["history"])
             r = self.resume
             self.position = (r["epoch"], r["step_in_epoch"], r["global_step"])
             self.last_checkpoint = r["path"]
+            self.guard.load_state_dict(r.get("guard", {}))
+            self.guard.saved(r["path"], r["global_step"])
         if dist.is_main():
             with open(self.run_dir / "metrics.jsonl", "w") as handle:
                 handle.writelines(json.dumps(r) + "\n" for r in self.history)
@@ -271,7 +291,7 @@ class Trainer:
                                "global_step": global_step, "loss": loss})  # fmt: skip
                 stop = max_steps is not None and global_step >= max_steps
                 if step + 1 < n_steps and (stop or (save_every and global_step % save_every == 0)):
-                    self._save(epoch, step + 1, global_step)
+                    self._save(epoch, step + 1, global_step, final=stop)
                 if stop and step + 1 < n_steps:
                     bar.close()
                     self.position = (epoch, step + 1, global_step)
@@ -287,9 +307,11 @@ class Trainer:
             if cfg.eval.every_epoch and self.eval_set is not None:
                 self._log({"event": "eval", "epoch": epoch + 1, **self.evaluate().summary()})
                 self.sam.train()
-            self._save(epoch + 1, 0, global_step)
-            if dist.is_main():
+            last = epoch + 1 == cfg.epochs or (max_steps is not None and global_step >= max_steps)
+            saved = self._save(epoch + 1, 0, global_step, final=last)
+            if saved and dist.is_main():  # the adapter always matches a kept checkpoint
                 save_adapter(self.sam, self.run_dir / "adapter")
+                write_run_marker(self.run_dir / "adapter", cfg.to_dict(), self.fingerprint)
             self.position = (epoch + 1, 0, global_step)
         return self.history
 
@@ -355,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_main():
             print(json.dumps(result["metrics"], indent=2))
             print(f"run directory: {result['run_dir']}")
-    except (ValueError, NonFiniteLossError, FileNotFoundError) as exc:  # incl. Config/Checkpoint
+    except (ValueError, OSError, DivergenceError) as exc:  # incl. Config/Checkpoint/Dataset
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -32,7 +32,7 @@ import torch
 
 from ..engine.config import ConfigError, TrainConfig, config_from_dict, load_config
 from ..engine.trainer import run_experiment
-from ..files import atomic_write
+from ..files import atomic_write, remove_orphans
 from ..peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
 
 __all__ = [
@@ -245,7 +245,10 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
             f"results table {path} not found; make it with "
             f"`python -m cobot_lib.ablations --out {path}`"
         )
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    try:  # a CSV parser builds strings and numbers only: nothing in the file can run
+        table = pd.read_csv(path, keep_default_na=False, na_values=[""], encoding="utf-8")
+    except (ValueError, pd.errors.ParserError) as exc:  # incl. not UTF-8, empty
+        raise ValueError(f"results table {path} is not a UTF-8 CSV table: {exc}") from exc
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"results table {path} lacks the columns {missing} (expected {COLUMNS})")
@@ -265,6 +268,7 @@ def run_grid(
 ) -> pd.DataFrame:
     """Run every spec not yet in the CSV ``out``, saving after each run (so it resumes)."""
     out = Path(out)
+    remove_orphans(out.parent)  # a table write killed last time
     table = read_results(out) if out.is_file() else pd.DataFrame(columns=COLUMNS)
     todo = [s for s in specs if find_row(table, s) is None]
     log(f"{len(specs) - len(todo)} of {len(specs)} runs already in {out}; {len(todo)} to run")

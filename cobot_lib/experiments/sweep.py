@@ -68,6 +68,7 @@ from typing import Any
 import pandas as pd
 
 from ..engine.config import parse_yaml
+from ..files import remove_orphans
 from .tables import export, summarise, tidy, write_tables
 
 __all__ = [
@@ -237,8 +238,11 @@ class Sweep:
         fixed = data.get("fixed") or {}
         if not isinstance(fixed, dict):
             raise SweepError(f"{source}: 'fixed' must be a mapping, got {fixed!r}")
-        defaults = notebook_parameters(notebook)
-        runs = expand_grid(data["grid"], fixed)
+        try:
+            defaults = notebook_parameters(notebook)
+            runs = expand_grid(data["grid"], fixed)
+        except SweepError as exc:  # say which grid file
+            raise SweepError(f"{source}: {exc}") from None
         names = list(dict.fromkeys(k for run in runs for k in run))
         bad = [n for n in names if n not in defaults]
         if bad:
@@ -306,6 +310,7 @@ def run_one(
     if _read_metrics(metrics) is not None:
         return {"slug": slug, "status": "done", "seconds": 0.0, "error": None}
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(run_dir)  # e.g. metrics.json of a run killed while writing it
     (run_dir / "params.json").write_text(json.dumps(params, indent=1))
     notebook = Path(notebook)
     full = {**params, "output_dir": str(run_dir / "train"), "metrics_path": str(metrics)}
@@ -358,7 +363,10 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
         )
     # floats must read back exactly (pandas 3 does by default and deprecates the option)
     exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-    return tidy(pd.read_csv(csv, **exact))
+    try:  # a CSV parser builds strings and numbers only: nothing in the file can run
+        return tidy(pd.read_csv(csv, encoding="utf-8", **exact))
+    except (ValueError, TypeError, pd.errors.ParserError) as exc:  # incl. not UTF-8, empty
+        raise SweepError(f"{csv} is not a sweep table (UTF-8 CSV of runs): {exc}") from exc
 
 
 def run_sweep(
@@ -379,6 +387,7 @@ def run_sweep(
         raise SweepError(f"jobs must be >= 1, got {jobs}")
     out = Path(out_dir or Path("runs") / "sweeps" / sweep.name)
     out.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out)  # the tables of a sweep killed while writing them
     jobs_args = [(run, out, sweep.notebook, kernel) for run in sweep.runs]
     outcomes: list[dict[str, Any]] = []
     n = len(jobs_args)
@@ -430,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["OMP_NUM_THREADS"] = str(args.threads)
         start = time.perf_counter()
         df, outcomes = run_sweep(sweep, out, jobs=args.jobs, kernel=args.kernel)
-    except (SweepError, FileNotFoundError) as exc:
+    except (SweepError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = [o for o in outcomes if o["status"] == "failed"]

@@ -3,10 +3,19 @@
 summary = apply_peft(sam, "lora", cobot=True)   # freeze, inject, report trainable params
 save_adapter(sam, "runs/x"); load_adapter(build_sam("tiny"), "runs/x")
 merge(sam)                                      # fold linear adapters for inference
+load_official(build_sam("vit_b"), read_official("their.pth"))  # the authors' checkpoints
 """
 
 from .cobot import CobotBridge, RelationMatrix
-from .config import DEFAULT_RANK, METHODS, PEFT_METHODS, CobotConfig, PeftConfig, make_config
+from .config import (
+    DEFAULT_RANK,
+    METHODS,
+    PEFT_METHODS,
+    CobotConfig,
+    PeftConfig,
+    differing_keys,
+    make_config,
+)
 from .inject import (
     PeftSummary,
     apply_peft,
@@ -28,6 +37,7 @@ from .io import (
 )
 from .layers import AdaptformerMLP, LoRAQKV
 from .merge import merge
+from .official import load_official, read_official, save_official
 
 __all__ = [
     "AdaptformerMLP",
@@ -46,14 +56,18 @@ __all__ = [
     "cobot_bridges",
     "count_trainable",
     "is_adapter_name",
+    "differing_keys",
     "load_adapter",
+    "load_official",
     "make_config",
     "merge",
     "parameter_groups",
     "peft_config_of",
     "read_adapter_config",
+    "read_official",
     "relation_of",
     "save_adapter",
+    "save_official",
     "summarize",
     "unload",
 ]

@@ -6,10 +6,19 @@ and COBOT with both coefficient sets, a learnable relation matrix and the quater
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-__all__ = ["METHODS", "PEFT_METHODS", "DEFAULT_RANK", "CobotConfig", "PeftConfig", "make_config"]
+__all__ = [
+    "METHODS",
+    "PEFT_METHODS",
+    "DEFAULT_RANK",
+    "CobotConfig",
+    "PeftConfig",
+    "make_config",
+    "differing_keys",
+]
 
 METHODS = ("lora", "adaptformer", "freeze", "decoder", "full")
 PEFT_METHODS = ("lora", "adaptformer")  # the ones that inject modules COBOT can sit in
@@ -153,3 +162,31 @@ def make_config(
     elif cobot is not None and not isinstance(cobot, CobotConfig):
         raise ValueError(f"cobot must be None, a bool, a dict or a CobotConfig, got {cobot!r}")
     return PeftConfig(method=method, rank=rank, cobot=cobot, **kwargs)
+
+
+def differing_keys(a: Any, b: Any, names: tuple[str, str] = ("a", "b")) -> str:
+    """Which keys of two configs (dataclasses or mappings, nested) differ, in words:
+    "cobot.relation: 'learnable' (a) vs 'fixed' (b); rank: 4 (a) vs 8 (b)", or "nothing"."""
+    flat_a, flat_b = _flatten(a), _flatten(b)
+    missing = object()
+    parts = []
+    for key in sorted(set(flat_a) | set(flat_b)):
+        x, y = flat_a.get(key, missing), flat_b.get(key, missing)
+        if x != y:
+            shown = ["(absent)" if v is missing else repr(v) for v in (x, y)]
+            parts.append(f"{key}: {shown[0]} ({names[0]}) vs {shown[1]} ({names[1]})")
+    return "; ".join(parts) or "nothing"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if hasattr(value, "__dataclass_fields__"):
+        value = asdict(value)
+    if not isinstance(value, Mapping):
+        return {prefix[:-1] or "value": value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, Mapping) or hasattr(item, "__dataclass_fields__"):
+            out.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = item
+    return out

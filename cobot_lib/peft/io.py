@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from segment_anything.modeling import Sam
 
 from ..files import atomic_write
-from .config import PeftConfig
+from .config import PeftConfig, differing_keys
 from .inject import apply_peft, is_adapter_name, peft_config_of, unload
 
 __all__ = ["save_adapter", "load_adapter", "adapter_state_dict", "backbone_signature"]
@@ -78,9 +78,9 @@ def read_adapter_config(directory: str | os.PathLike) -> tuple[PeftConfig, dict]
     if not path.is_file():
         raise FileNotFoundError(f"no adapter config at {path} (expected a save_adapter directory)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
         return PeftConfig.from_dict(meta["peft"]), meta["backbone"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:  # incl. not UTF-8
         raise ValueError(f"{path} is not a valid adapter config: {exc}") from exc
 
 
@@ -100,8 +100,9 @@ def load_adapter(sam: Sam, directory: str | os.PathLike) -> Sam:
     current = peft_config_of(sam)
     if current is not None and current != config:
         raise ValueError(
-            f"adapter {directory} holds {config}, but this SAM already has {current}; "
-            "unload it first or build a fresh SAM"
+            f"adapter {directory} holds another PEFT variant than this SAM already has "
+            f"({differing_keys(config, current, ('adapter', 'this SAM'))}); unload it first or "
+            "build a fresh SAM"
         )
     weights_path = directory / WEIGHTS_NAME
     if not weights_path.is_file():
