@@ -40,7 +40,7 @@ from skimage.data import chelsea  # a real photograph shipped inside scikit-imag
 from torch import nn
 
 from .files import atomic_write
-from .models import MODEL_TYPES, build_sam
+from .backbone.sam import MODEL_TYPES, build_sam
 from .peft import load_adapter, merge, peft_config_of, read_adapter_config
 
 try:  # the optional "export" extra

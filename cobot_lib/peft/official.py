@@ -39,7 +39,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from ..files import atomic_write
-from ..models import MODEL_TYPES, build_sam
+from ..backbone.sam import MODEL_TYPES, build_sam
 from .config import CobotConfig, PeftConfig
 from .inject import RELATION_ATTR, apply_peft, peft_config_of, unload
 from .io import load_adapter, read_adapter_config, save_adapter
