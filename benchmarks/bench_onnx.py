@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ import onnxruntime as ort
 import torch
 
 from cobot_lib import apply_peft, build_sam
-from cobot_lib.export import (
+from cobot_lib.engine.export import (
     ImageEncoderOnnx,
     MaskDecoderOnnx,
     check_export,
@@ -36,20 +34,9 @@ from cobot_lib.export import (
     export_onnx,
     session,
 )
+from cobot_lib.machine import cpu_name
 
 HERE = Path(__file__).resolve().parent
-
-
-def cpu_name() -> str:
-    """``lscpu``'s model name (the processor string when lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def adapted(model_type: str):

@@ -18,7 +18,7 @@ from segment_anything.utils.onnx import SamOnnxModel
 from skimage.data import chelsea
 
 from cobot_lib import apply_peft, build_sam, save_adapter
-from cobot_lib.export import (
+from cobot_lib.engine.export import (
     ENCODER_FILE,
     ImageEncoderOnnx,
     MaskDecoderOnnx,

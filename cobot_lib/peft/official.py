@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 from segment_anything.modeling import Sam
 
-from ..files import atomic_write
 from ..backbone.sam import MODEL_TYPES, build_sam
+from ..files import atomic_write
 from .config import CobotConfig, PeftConfig
 from .inject import RELATION_ATTR, apply_peft, peft_config_of, unload
 from .io import load_adapter, read_adapter_config, save_adapter
