@@ -10,8 +10,10 @@ Inference compares a plain SAM with a merged LoRA+COBOT model (the merge must co
     python benchmarks/bench_gpu.py                       # on a GPU: ~5 min for vit_b/l/h
     python benchmarks/bench_gpu.py --smoke               # seconds, on the CPU (CI)
 
-Writes results_gpu.md (the README's table) and results_gpu.json (step seconds per backbone,
-precision and method: what the sweep's GPU-hour estimate reads).
+Writes results_gpu.md (the README's table) and results_gpu.json: every measured row, plus the
+step-time section the sweep's GPU-hour estimate reads (``cobot_lib.experiments.estimate``:
+``amp``, ``train_step_seconds`` {backbone: {method: s}} and ``eval_image_seconds`` {backbone: s},
+from the preferred precision: bf16 where measured, else the first one).
 """
 
 from __future__ import annotations
@@ -117,6 +119,22 @@ def run(models, precisions, device, steps, warmup) -> dict:
     return results
 
 
+def step_time_section(results: dict) -> dict:
+    """The estimate's step-time keys from the measured rows (one precision)."""
+    measured = [r["precision"] for r in results["rows"]]
+    amp = "bf16" if "bf16" in measured else measured[0]
+    train: dict[str, dict[str, float]] = {}
+    evaluation: dict[str, float] = {}
+    for r in results["rows"]:
+        if r["precision"] != amp:
+            continue
+        if r["method"] == "inference":
+            evaluation[r["model"]] = r["plain"]
+        elif r["step_s"] is not None:
+            train.setdefault(r["model"], {})[r["method"]] = r["step_s"]
+    return {"amp": amp, "train_step_seconds": train, "eval_image_seconds": evaluation}
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -171,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         device, models, precisions = torch.device("cuda"), args.models, args.precisions
         steps, warmup = args.steps, args.warmup
     results = run(models, precisions, device, steps, warmup)
+    results.update(step_time_section(results))
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)
     args.out.with_suffix(".md").write_text(text)

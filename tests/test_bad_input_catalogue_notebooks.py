@@ -16,8 +16,8 @@ from bad_inputs import Refusal, check_refusal, registry
 
 from cobot_lib.backbone.sam import MODEL_TYPES
 from cobot_lib.experiments.ablations import read_results
+from cobot_lib.experiments.cli import main as sweep_cli
 from cobot_lib.experiments.sweep import load_results
-from cobot_lib.experiments.sweep import main as sweep_cli
 from cobot_lib.notebook.checks import check_gain, check_same
 from cobot_lib.notebook.params import Param, check_params
 from cobot_lib.peft import METHODS

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cobot_lib import machine
+from cobot_lib.experiments.estimate import StepTimes
 
 BENCH = Path(__file__).parents[1] / "benchmarks"
 
@@ -94,3 +95,6 @@ def test_gpu_benchmark_smoke_runs_on_the_cpu(tmp_path):
     assert trained == {"decoder", "lora", "lora+cobot", "adaptformer", "adaptformer+cobot"}
     assert all(r["step_s"] > 0 for r in rows if r["method"] != "inference")
     assert "merged LoRA+COBOT" in out.with_suffix(".md").read_text()
+    times = StepTimes.load(out.with_suffix(".json"))  # the sweep's estimate reads the file
+    seconds, measured = times.step("tiny", "lora", cobot=True)
+    assert measured and seconds == next(r["step_s"] for r in rows if r["method"] == "lora+cobot")

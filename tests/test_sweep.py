@@ -1,4 +1,5 @@
-"""cobot_lib.experiments.sweep: grid expansion, slugs, bad grids, tables, a resumable sweep."""
+"""cobot_lib.experiments.sweep and its local executor (launch): grids, slugs, bad grids, tables,
+resumable sweeps."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from cobot_lib.experiments.cli import main
+from cobot_lib.experiments.launch import run_sweep
 from cobot_lib.experiments.sweep import (
+    NOTEBOOK,
     Sweep,
     SweepError,
     collect,
@@ -22,9 +26,7 @@ from cobot_lib.experiments.sweep import (
     find_run,
     load_results,
     load_sweep,
-    main,
     run_slug,
-    run_sweep,
 )
 from cobot_lib.experiments.tables import results_markdown, summarise
 
@@ -127,6 +129,10 @@ def test_bad_grid_fails_before_running(tmp_path: Path, capsys, data: dict, messa
     err = capsys.readouterr().err
     assert message in err, err
     assert not out.exists()
+
+
+def test_the_default_notebook_is_the_repositorys() -> None:
+    assert NOTEBOOK == REPO / "notebooks" / "04_finetune.ipynb" and NOTEBOOK.is_file()
 
 
 def test_shipped_methods_grid() -> None:

@@ -2,16 +2,22 @@
 
     python -m cobot_lib.sweep configs/sweeps/methods_demo.yaml [--out runs/sweeps/NAME]
         [--jobs 1] [--threads 1] [--dry-run] [--export docs/results/NAME]
+    python -m cobot_lib.sweep configs/sweeps/paper_table4.yaml --set data_dir=/data \
+        --set sam_checkpoint=/ckpt/sam_vit_b_01ec64.pth --executor slurm --partition gpu
+
+(Command line and dry run: ``experiments.cli``; executors: ``.launch``; cost: ``.estimate``.)
 
 A grid file (YAML; ``relation: off`` stays a string, as in the training configs)::
 
     name: methods_demo            # default --out is runs/sweeps/<name>
     description: one line for the table's header
     notebook: notebooks/04_finetune.ipynb     # optional (this is the default)
+    paths: {data_dir: "???"}                  # optional: placeholders, set with --set KEY=VALUE
     fixed: {epochs: 8, lr: 1.0e-4}            # parameters of every run
     grid:                                     # a mapping of lists, or a list of such mappings
       - {method: [freeze], cobot: [false], dataset: [demo:nuclei, demo:mri], seed: [0, 1, 2]}
       - {method: [lora, adaptformer], cobot: [false, true], dataset: [...], seed: [0, 1, 2]}
+    resources: {executor: local}              # optional: see ``cobot_lib.experiments.resources``
 
 Each mapping of ``grid`` is a cartesian product (first key slowest); a list of mappings is the
 union of their products (scikit-learn's ``ParameterGrid`` semantics), duplicates dropped. Every
@@ -20,12 +26,20 @@ the type of its default there; both are checked before anything runs. ``output_d
 ``metrics_path`` are the sweep's: each run gets ``OUT/runs/<slug>/`` holding the executed
 notebook, ``params.json``, ``metrics.json`` and the trainer's files (``train/``).
 
+``paths`` names folders and files that differ between machines (dataset roots, SAM
+checkpoints): a string value anywhere in ``fixed`` or ``grid`` may contain ``{name}``, replaced
+by the path (made absolute, ``~`` expanded). ``???`` marks a path the user must set with
+``--set name=VALUE``; ``check_inputs`` refuses to start while one is unset, while a dataset
+folder (or its ``splits/train.txt`` / ``splits/test.txt``) is missing, or while a checkpoint
+file is missing, naming each.
+
 The slug (``run_slug``) is a readable prefix plus the first 10 hex digits of the SHA-256 of the
 run's explicit parameters as canonical JSON, so it depends on the parameters only (not on their
-order, the grid, the machine or the date). A run is *done* when its ``metrics.json`` exists and
-parses; the notebook writes it atomically in its last cell, so a run killed anywhere has none
-and a restarted sweep runs exactly the missing ones. (A changed notebook default or library code
-is not detected: use another ``--out`` then.)
+order, the grid, the machine or the date; a path is a parameter: another ``data_dir`` gives new
+slugs). A run is *done* when its ``metrics.json`` exists and parses; the notebook writes it
+atomically in its last cell, so a run killed anywhere has none and a restarted sweep runs
+exactly the missing ones. (A changed notebook default or library code is not detected: use
+another ``--out`` then.)
 
 Tables (written to OUT after every sweep; ``load_results`` reads them back):
 - ``results.csv``, one row per run: ``run`` (the slug); the notebook's parameters ``model_type,
@@ -36,7 +50,8 @@ Tables (written to OUT after every sweep; ``load_results`` reads them back):
   ``n_instances, n_images, zero_shot_miou, zero_shot_mdsc`` (the frozen foundation model),
   ``seconds`` (training + final evaluation, wall clock), ``train_seconds, steps, final_loss,
   trainable_params, image_encoder_params`` (Table 4's count), ``device_name, torch_threads,
-  torch_version``.
+  torch_version``; and ``batch_size`` (images per Adam step) when a run used several GPUs
+  (``cobot_lib.experiments.point``): the notebook's runs take one image per step.
 - ``summary.csv`` (``summarise(df)``), one row per configuration: ``dataset, method, cobot,
   coefficient_sets, relation, head, rank`` and any other parameter that varies (not the seed,
   device, amp or display options), ``variant`` (a readable name), ``n_seeds, seeds, miou_mean,
@@ -50,17 +65,13 @@ Tables (written to OUT after every sweep; ``load_results`` reads them back):
 
 from __future__ import annotations
 
-import argparse
 import ast
-import functools
 import hashlib
 import itertools
 import json
 import os
 import re
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +80,9 @@ import pandas as pd
 
 from ..engine.config import parse_yaml
 from ..files import remove_orphans
-from .tables import export, summarise, tidy, write_tables
+from .inputs import resolve_paths, substitute
+from .resources import Resources, SweepError
+from .tables import summarise, tidy
 
 __all__ = [
     "NOTEBOOK",
@@ -81,24 +94,19 @@ __all__ = [
     "run_slug",
     "load_sweep",
     "run_one",
-    "run_sweep",
     "collect",
     "load_results",
     "summarise",
     "find_run",
-    "main",
+    "read_metrics",
 ]
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "04_finetune.ipynb"
 RESERVED = ("output_dir", "metrics_path")  # set by the sweep for each run
-_TOP_KEYS = ("name", "description", "notebook", "fixed", "grid")
+_TOP_KEYS = ("name", "description", "notebook", "paths", "fixed", "grid", "resources")
 #: parameters shown in a slug, in this order (the hash covers all of them)
 _SLUG_KEYS = ("dataset", "method", "cobot", "coefficient_sets", "relation", "head", "rank",
               "epochs", "lr", "seed")  # fmt: skip
-
-
-class SweepError(ValueError):
-    """A bad grid file or sweep request, reported before any run starts."""
 
 
 def notebook_parameters(notebook: str | os.PathLike = NOTEBOOK) -> dict[str, Any]:
@@ -216,17 +224,29 @@ def run_slug(params: dict[str, Any]) -> str:
 
 @dataclass
 class Sweep:
-    """A checked grid: its runs (parameter dicts) and where they came from."""
+    """A checked grid: its runs (parameter dicts), where they came from, how they execute."""
 
     name: str
     runs: list[dict[str, Any]]
     notebook: Path = NOTEBOOK
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    paths: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)  # the notebook's parameters
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>", name: str = "sweep") -> Sweep:
-        """Check a grid (keys, names, types) against the notebook; raises SweepError."""
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        source: str = "<dict>",
+        name: str = "sweep",
+        settings: dict[str, str] | None = None,
+    ) -> Sweep:
+        """Check a grid (keys, names, types) against the notebook; raises SweepError.
+
+        ``settings``: values for ``paths`` (the command line's ``--set``).
+        """
         if not isinstance(data, dict):
             raise SweepError(f"{source} must hold a mapping, got {type(data).__name__}")
         unknown = [k for k in data if k not in _TOP_KEYS]
@@ -238,9 +258,20 @@ class Sweep:
         fixed = data.get("fixed") or {}
         if not isinstance(fixed, dict):
             raise SweepError(f"{source}: 'fixed' must be a mapping, got {fixed!r}")
+        paths = resolve_paths(data.get("paths"), dict(settings or {}), source)
+        fixed = {k: substitute(v, paths, f"{source}: fixed.{k}") for k, v in fixed.items()}
+        grid = data["grid"]
+        parts = [grid] if isinstance(grid, dict) else grid
+        if isinstance(parts, list):
+            grid = [
+                {k: [substitute(v, paths, f"{source}: grid.{k}") for v in values]
+                 if isinstance(values, list) else values for k, values in part.items()}
+                if isinstance(part, dict) else part
+                for part in parts
+            ]  # fmt: skip
         try:
             defaults = notebook_parameters(notebook)
-            runs = expand_grid(data["grid"], fixed)
+            runs = expand_grid(grid, fixed)
         except SweepError as exc:  # say which grid file
             raise SweepError(f"{source}: {exc}") from None
         names = list(dict.fromkeys(k for run in runs for k in run))
@@ -262,11 +293,22 @@ class Sweep:
             notebook=notebook,
             description=str(data.get("description") or ""),
             fixed={k: _check_value(k, v, defaults[k], source) for k, v in fixed.items()},
+            resources=Resources.from_dict(data.get("resources"), source),
+            paths=paths,
+            defaults=defaults,
         )
 
+    def value(self, run: dict[str, Any], key: str) -> Any:
+        """The value ``key`` takes in ``run`` (the notebook's default where the grid is silent)."""
+        return run.get(key, self.defaults.get(key))
 
-def load_sweep(path: str | os.PathLike) -> Sweep:
-    """Read and check a grid file (see the module docstring)."""
+    def filled(self) -> list[dict[str, Any]]:
+        """Every run with the notebook's defaults filled in."""
+        return [{**self.defaults, **run} for run in self.runs]
+
+
+def load_sweep(path: str | os.PathLike, settings: dict[str, str] | None = None) -> Sweep:
+    """Read and check a grid file (see the module docstring); ``settings`` fill its ``paths``."""
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"grid file not found: {path}")
@@ -274,10 +316,11 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         data = parse_yaml(path.read_text())
     except Exception as exc:  # yaml.YAMLError and friends
         raise SweepError(f"{path} is not valid YAML: {exc}") from exc
-    return Sweep.from_dict(data, str(path), name=path.stem)
+    return Sweep.from_dict(data, str(path), name=path.stem, settings=settings)
 
 
-def _read_metrics(path: Path) -> dict[str, Any] | None:
+def read_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's metrics (a JSON object with ``miou``), or None if missing or not whole."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -287,7 +330,12 @@ def _read_metrics(path: Path) -> dict[str, Any] | None:
 
 def find_run(out_dir: str | os.PathLike, params: dict[str, Any]) -> dict[str, Any] | None:
     """The metrics of the run with these explicit parameters in ``out_dir``, or None."""
-    return _read_metrics(Path(out_dir) / "runs" / run_slug(params) / "metrics.json")
+    return read_metrics(run_directory(out_dir, params) / "metrics.json")
+
+
+def run_directory(out_dir: str | os.PathLike, params: dict[str, Any]) -> Path:
+    """``OUT/runs/<slug>``, absolute: everything of one run lives there."""
+    return Path(out_dir).resolve() / "runs" / run_slug(params)
 
 
 def run_one(
@@ -304,10 +352,9 @@ def run_one(
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    slug = run_slug(params)
-    run_dir = Path(out_dir).resolve() / "runs" / slug
+    slug, run_dir = run_slug(params), run_directory(out_dir, params)
     metrics = run_dir / "metrics.json"
-    if _read_metrics(metrics) is not None:
+    if read_metrics(metrics) is not None:
         return {"slug": slug, "status": "done", "seconds": 0.0, "error": None}
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_orphans(run_dir)  # e.g. metrics.json of a run killed while writing it
@@ -324,7 +371,7 @@ def run_one(
         error = f"cell {exc.cell_index}: {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, timeout, ...
         error = f"{type(exc).__name__}: {exc}"
-    if error is None and _read_metrics(metrics) is None:
+    if error is None and read_metrics(metrics) is None:
         error = f"the notebook finished without writing {metrics}"
     seconds = time.perf_counter() - start
     if error is not None:
@@ -334,19 +381,21 @@ def run_one(
     return {"slug": slug, "status": "ran", "seconds": seconds, "error": None}
 
 
-def _run_job(args: tuple) -> dict[str, Any]:
-    return run_one(*args)
-
-
 def collect(out_dir: str | os.PathLike, slugs: list[str] | None = None) -> pd.DataFrame:
-    """One row per finished run under ``out_dir/runs`` (only ``slugs`` if given), sorted."""
+    """One row per finished run under ``out_dir/runs`` (only ``slugs`` if given), sorted.
+
+    When some run used several GPUs (a ``batch_size`` column), the notebook's runs get their
+    batch size, 1, so that the two kinds never share a row of the summary.
+    """
     root = Path(out_dir) / "runs"
     names = slugs if slugs is not None else sorted(p.name for p in root.glob("*") if p.is_dir())
     rows = []
     for slug in names:
-        data = _read_metrics(root / slug / "metrics.json")
+        data = read_metrics(root / slug / "metrics.json")
         if data is not None:
             rows.append({"run": slug, **data})
+    if any("batch_size" in row for row in rows):
+        rows = [{**row, "batch_size": row.get("batch_size", 1)} for row in rows]
     return tidy(pd.DataFrame(rows))
 
 
@@ -367,90 +416,3 @@ def load_results(path: str | os.PathLike) -> pd.DataFrame:
         return tidy(pd.read_csv(csv, encoding="utf-8", **exact))
     except (ValueError, TypeError, pd.errors.ParserError) as exc:  # incl. not UTF-8, empty
         raise SweepError(f"{csv} is not a sweep table (UTF-8 CSV of runs): {exc}") from exc
-
-
-def run_sweep(
-    sweep: Sweep | dict | str | os.PathLike,
-    out_dir: str | os.PathLike | None = None,
-    jobs: int = 1,
-    kernel: str = "python3",
-    log=None,
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Run every missing run of ``sweep``; write and return the table and the run outcomes.
-
-    ``log`` gets one line per run (default: print, flushed).
-    """
-    log = log or functools.partial(print, flush=True)
-    if not isinstance(sweep, Sweep):
-        sweep = Sweep.from_dict(sweep) if isinstance(sweep, dict) else load_sweep(sweep)
-    if jobs < 1:
-        raise SweepError(f"jobs must be >= 1, got {jobs}")
-    out = Path(out_dir or Path("runs") / "sweeps" / sweep.name)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_orphans(out)  # the tables of a sweep killed while writing them
-    jobs_args = [(run, out, sweep.notebook, kernel) for run in sweep.runs]
-    outcomes: list[dict[str, Any]] = []
-    n = len(jobs_args)
-
-    def report(i: int, o: dict[str, Any]) -> None:
-        outcomes.append(o)
-        text = {
-            "done": "already done, skipped",
-            "ran": f"ran in {o['seconds']:.1f} s",
-            "failed": f"FAILED after {o['seconds']:.1f} s: {o['error']}",
-        }[o["status"]]
-        log(f"[{len(outcomes)}/{n}] {o['slug']}: {text}")
-
-    if jobs == 1:
-        for i, a in enumerate(jobs_args):
-            report(i, run_one(*a))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for i, o in enumerate(pool.map(_run_job, jobs_args)):
-                report(i, o)
-    df = collect(out, [run_slug(r) for r in sweep.runs])
-    if len(df):
-        write_tables(df, out, title=sweep.name, description=sweep.description)
-    return df, outcomes
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: run a grid of 04_finetune through papermill, skip finished runs, write the tables."""
-    parser = argparse.ArgumentParser(prog="python -m cobot_lib.sweep", description=main.__doc__)
-    parser.add_argument("grid", help="grid YAML, e.g. configs/sweeps/methods_demo.yaml")
-    parser.add_argument("--out", help="output folder (default runs/sweeps/<name>)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
-    parser.add_argument("--threads", type=int, help="set OMP_NUM_THREADS for the kernels")
-    parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default python3)")
-    parser.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
-    parser.add_argument("--export", metavar="PREFIX", help="also write PREFIX.md and PREFIX.csv")
-    parser.add_argument("--note", default="", help="conditions to state in the exported .md")
-    args = parser.parse_args(argv)
-    try:
-        sweep = load_sweep(args.grid)
-        out = Path(args.out or Path("runs") / "sweeps" / sweep.name)
-        if args.dry_run:
-            for run in sweep.runs:
-                state = "done" if find_run(out, run) is not None else "to run"
-                print(f"{run_slug(run)}  {state}")
-            print(f"{len(sweep.runs)} runs in {out}")
-            return 0
-        if args.threads is not None:
-            os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        start = time.perf_counter()
-        df, outcomes = run_sweep(sweep, out, jobs=args.jobs, kernel=args.kernel)
-    except (SweepError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    failed = [o for o in outcomes if o["status"] == "failed"]
-    print(f"{len(df)} of {len(sweep.runs)} runs in the table ({out / 'results.md'}); "
-          f"{sum(o['status'] == 'ran' for o in outcomes)} ran now, {len(failed)} failed, "
-          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
-    if args.export and len(df):
-        for written in export(df, args.export, sweep, args.grid, args.note):
-            print(f"wrote {written}")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -36,7 +36,8 @@ _RESULTS = ("miou", "mdsc", "n_instances", "n_images", "zero_shot_miou", "zero_s
             "seconds", "train_seconds", "steps", "final_loss", "trainable_params",
             "image_encoder_params", "device_name", "torch_threads", "torch_version")  # fmt: skip
 _INTS = ("rank", "max_steps", "epochs", "seed", "steps", "n_instances", "n_images",
-         "trainable_params", "image_encoder_params", "torch_threads", "num_overlays")  # fmt: skip
+         "trainable_params", "image_encoder_params", "torch_threads", "num_overlays",
+         "batch_size")  # fmt: skip
 _NAMES = {"freeze": "Freeze (zero-shot)", "decoder": "Lightweight (decoder)", "lora": "LoRA",
           "adaptformer": "Adaptformer", "full": "Full fine-tuning"}  # fmt: skip
 _SWITCH = {"coefficient_sets": ("dual", "CoS"), "relation": ("learnable", "RM"),
