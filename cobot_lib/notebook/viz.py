@@ -233,7 +233,10 @@ def scatter_versus(
             go.Scatter(x=list(x), y=list(y), mode="markers", marker=marker, text=hover, name=""),
         ]
     )
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=480, width=560)
+    fig.update_layout(
+        title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=520, width=600,
+        legend={"orientation": "h", "y": -0.2},  # below the plot, clear of the colour bar
+    )  # fmt: skip
     return fig
 
 
@@ -271,6 +274,7 @@ def image_grid(
             fig.add_trace(go.Image(source=_jpeg_uri(rgb, side)), row=r, col=c)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=11)  # the subplot titles
     fig.update_layout(
         title=title, height=300 * len(rows), width=300 * cols, margin={"t": 60, "l": 10, "r": 10}
     )
