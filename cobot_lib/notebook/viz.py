@@ -230,7 +230,9 @@ def scatter_versus(
     fig = go.Figure(
         [
             go.Scatter(x=limits, y=limits, mode="lines", line=line, name="y = x"),
-            go.Scatter(x=list(x), y=list(y), mode="markers", marker=marker, text=hover, name="pairs"),
+            go.Scatter(
+                x=list(x), y=list(y), mode="markers", marker=marker, text=hover, name="pairs"
+            ),
         ]
     )
     fig.update_layout(
