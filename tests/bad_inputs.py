@@ -120,7 +120,7 @@ def config_yaml(path: Path, root: Path | str, out: Path, extra: str = "") -> Pat
     path.write_text(
         f"name: toy\noutput_dir: {out}\n"
         "model: {type: tiny, checkpoint: null}\n"
-        f"data: {{root: '{root}', jitter: 2}}\n"
+        f"data: {{root: '{root}', jitter: 2, val_split: null}}\n"
         "peft: {method: lora, cobot: true}\n"
         "optim: {epochs: 1, lr: 1.0e-3}\nruntime: {progress: false}\n" + extra
     )

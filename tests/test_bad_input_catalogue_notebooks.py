@@ -74,16 +74,16 @@ def notebook_parameter_missing(user, out):
 
 @case
 def notebook_final_scores_differ_from_zero_shot(user, out):
-    final = {"miou": 0.8, "mean_dsc": 0.9, "n_instances": 20}
-    zero = {"miou": 0.8, "mean_dsc": 0.85, "n_instances": 20}
+    final = {"miou": 0.8, "mdsc": 0.9, "n_instances": 20}
+    zero = {"miou": 0.8, "mdsc": 0.85, "n_instances": 20}
     what = "scores without a training step"
     return Refusal(lambda: check_same(final, zero, what, ("final", "zero-shot")),
-                   ["mean_dsc: 0.9 (final) vs 0.85 (zero-shot)"])  # fmt: skip
+                   ["mdsc: 0.9 (final) vs 0.85 (zero-shot)"])  # fmt: skip
 
 
 @case
 def notebook_no_gain_over_zero_shot(user, out):
-    final, zero = {"miou": 0.70, "mean_dsc": 0.86}, {"miou": 0.72, "mean_dsc": 0.85}
+    final, zero = {"miou": 0.70, "mdsc": 0.86}, {"miou": 0.72, "mdsc": 0.85}
     return Refusal(lambda: check_gain(final, zero), ["miou: 0.7000 (adapted) <= 0.7200"])
 
 

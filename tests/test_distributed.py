@@ -123,3 +123,61 @@ def test_device_resolution_and_bad_names():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             dist.resolve_device("cuda:0")
+
+
+VALIDATION_WORKER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    torch.set_num_threads(1)
+    from cobot_lib.engine import distributed as dist
+    from cobot_lib.engine.config import load_config
+    from cobot_lib.data.synthetic import SyntheticShapes
+    from cobot_lib.peft import adapter_state_dict
+    from cobot_lib.engine.trainer import Trainer
+
+    out = sys.argv[1]
+    config = load_config({
+        "output_dir": out + "/run",
+        "model": {"type": "tiny", "checkpoint": None},
+        "peft": {"method": "lora", "cobot": True},
+        "optim": {"epochs": 2, "lr": 2e-3, "batch_size": 2},
+        "runtime": {"progress": False, "resume": "never"},
+    })
+    train = SyntheticShapes(4, seed=3, train=True, jitter_px=6, max_instances=3)
+    val = SyntheticShapes(3, seed=5, train=False, max_instances=3)
+    trainer = Trainer(config, train_set=train, val_set=val)
+    trainer.fit()
+    state = {k: v.clone() for k, v in adapter_state_dict(trainer.sam).items()}
+    torch.save({"adapter": state, "history": trainer.history,
+                "summary": trainer.validation.to_dict()},
+               f"{out}/result_rank{dist.rank()}.pt")
+    dist.shutdown()
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_model_selection_agrees_on_every_rank(tmp_path):
+    """Validation is sharded and gathered, so every rank makes the same choice and stops
+    together; only rank 0 writes the kept adapter and the log."""
+    script = tmp_path / "worker.py"
+    script.write_text(VALIDATION_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run([*torchrun, str(script), str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rank0, rank1 = (torch.load(tmp_path / f"result_rank{r}.pt") for r in (0, 1))
+    vals = [[(r["global_step"], r["miou"]) for r in h["history"] if r["event"] == "val"]
+            for h in (rank0, rank1)]  # fmt: skip
+    assert vals[0] == vals[1] and [s for s, _ in vals[0]] == [0, 2, 4]
+    assert rank0["summary"] == rank1["summary"] is not None
+    for key, value in rank0["adapter"].items():
+        assert torch.equal(rank1["adapter"][key], value), key
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"event": "val"' in line for line in lines) == 3
+    assert (tmp_path / "run" / "adapter" / "selection.json").is_file()
+    assert done.stdout.count("validation mIoU on 'val'") == 1  # printed by rank 0 only

@@ -117,8 +117,8 @@ def test_mean_std_in_the_papers_style():
 
 
 def _folder_dataset(root):
-    names = {"train": ["a", "b"], "test": ["c"]}
-    for seed, name in enumerate(names["train"] + names["test"]):
+    names = {"train": ["a", "b"], "val": ["d"], "test": ["c"]}
+    for seed, name in enumerate(names["train"] + names["test"] + names["val"]):
         image, masks, _ = _scene(seed, 80, 120)
         write_image(root / "images" / f"{name}.png", image)
         write_mask(root / "masks" / name, masks)
@@ -141,7 +141,10 @@ def test_train_and_evaluate_clis_end_to_end(tmp_path, capsys, monkeypatch):
     run = tmp_path / "runs" / "toy"
     trained = json.loads((run / "results.json").read_text())
     assert {CHECKPOINT_NAME, "metrics.jsonl", "adapter", "masks"} <= {p.name for p in run.iterdir()}
-    assert trained["metrics"]["n_instances"] == 2 and len(trained["history"]) == 4
+    assert trained["metrics"]["n_instances"] == 2
+    events = [r["event"] for r in trained["history"]]
+    assert events == ["val", "step", "step", "epoch", "val", "eval"]  # zero-shot val first
+    assert trained["validation"]["val_count"] == 2
 
     assert evaluate.main([str(config)]) == 0
     scored = json.loads((run / "eval.json").read_text())

@@ -22,6 +22,7 @@ from torchvision.ops import masks_to_boxes
 from cobot_lib.backbone.foundation import FOUNDATION_RECIPE, read_card, sha256_of, verify_foundation
 from cobot_lib.backbone.sam import PIXEL_MEAN, PIXEL_STD, build_sam
 from cobot_lib.data.synthetic import SyntheticShapes, render_shapes
+from cobot_lib.engine.muon import Muon
 
 
 def test_same_seed_and_index_give_the_same_item():
@@ -193,7 +194,7 @@ def test_every_parameter_is_trained_by_exactly_one_optimizer(optimizer):
     optimizers = pretrain.make_optimizers(sam, pretrain.parse_args(["--optimizer", optimizer]))
     owned = [id(p) for opt in optimizers for g in opt.param_groups for p in g["params"]]
     assert sorted(owned) == sorted(id(p) for p in sam.parameters())  # each one exactly once
-    muon = [o for o in optimizers if isinstance(o, torch.optim.Muon)]
+    muon = [o for o in optimizers if isinstance(o, Muon)]
     if optimizer == "adamw":
         assert muon == [] and len(optimizers) == 1
         return

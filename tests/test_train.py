@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from cobot_lib.backbone.prompting import Prompts
 from cobot_lib.backbone.sam import SamSpec, _assemble
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.engine import checkpoint
@@ -270,7 +271,8 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_sam, tiny_batch)
 
     def grads():
         tiny_sam.zero_grad()
-        sum(x.square().mean() for x in model(boxes, images=images)).backward()
+        prompts = [Prompts(boxes=b) for b in boxes]
+        sum(x.square().mean() for x in model(prompts, images=images)).backward()
         return {n: p.grad.clone() for n, p in tiny_sam.named_parameters() if p.grad is not None}
 
     plain = grads()

@@ -10,6 +10,9 @@
 * ``synthetic``: seeded synthetic shapes (pretraining and tests); ``demo``: the offline demo sets.
 * ``validation``: check a whole dataset before any work (every image, mask and annotation
   decoded once, every bad file reported at once; cached); ``python -m cobot_lib.data check``.
+* ``points``: point prompts drawn from masks (``data.prompt: point | box+point``).
+* ``prompt_file``, ``inputs``, ``predictions``: prediction on new images (``cobot_lib.predict``):
+  prompt files, unlabelled image / NIfTI inputs, and the writers of masks, overlays and COCO RLE.
 """
 
 from .base import BoxPromptDataset, PerInstance, build_item, collate_samples
@@ -22,6 +25,7 @@ from .transforms import (
     jitter_boxes,
     logits_to_original,
     map_boxes,
+    map_points,
     masks_to_original,
     prepare_image,
     tight_boxes,
@@ -40,6 +44,7 @@ __all__ = [
     "load_dataset",
     "logits_to_original",
     "map_boxes",
+    "map_points",
     "masks_to_original",
     "nifti_folder_to_slices",
     "nifti_to_slices",

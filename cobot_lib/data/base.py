@@ -7,6 +7,9 @@ image-encoder pass supervises every instance of the image:
      "masks": float32 (N, S, S)   in {0, 1}, same padded frame,
      "boxes": float32 (N, 4)      xyxy input pixels: tight on "masks", jittered when training,
      "labels": int64 (N,)         the instance's label value (or category id for COCO),
+     "prompt": str                which prompts the model gets: "box", "point" or "box+point",
+     "points": float32 (N, P, 2)  (point prompts only) xy input pixels (``points``),
+     "point_labels": int64 (N, P) (point prompts only) 1 inside, 0 outside, -1 padding,
      "original_size": (H, W), "input_size": (h, w) before padding, "name": str}
 
 ``BoxPromptDataset`` holds what every loader shares: the per-instance index
@@ -14,6 +17,11 @@ image-encoder pass supervises every instance of the image:
 what was skipped and why (``skipped``), seeded jitter per (seed, epoch, index) with
 ``set_epoch``, and ``original_masks(index)`` for evaluation at the original size. A subclass
 only says how to list its images and read one (``_read``).
+
+Point prompts (``prompt="point"`` or ``"box+point"``) are drawn on the resized masks with the
+item's generator ``item_rng(seed, epoch, index)``, after the box jitter (so box-only items are
+unchanged): fresh points every epoch in training, and in evaluation (epoch 0, the evaluation
+set's seed, 0 unless given) the same points for every run that scores the set.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .points import sample_points
 from .transforms import (
     INTENSITY_MODES,
     item_rng,
@@ -38,7 +47,28 @@ from .transforms import (
     tight_boxes,
 )
 
-__all__ = ["build_item", "BoxPromptDataset", "PerInstance", "collate_samples"]
+__all__ = [
+    "PROMPTS",
+    "check_prompt",
+    "build_item",
+    "BoxPromptDataset",
+    "PerInstance",
+    "collate_samples",
+]
+
+#: the prompt kinds a dataset can give the model (``data.prompt`` in a training config)
+PROMPTS = ("box", "point", "box+point")
+
+
+def check_prompt(prompt: str, n_points: int, n_negative: int) -> None:
+    """Raise a ValueError naming the bad value of a prompt setting."""
+    if prompt not in PROMPTS:
+        raise ValueError(f"prompt must be one of {list(PROMPTS)}, got {prompt!r}")
+    if n_points < 1 or n_negative < 0:
+        raise ValueError(
+            f"need at least 1 positive point and >= 0 negative points, got {n_points} and "
+            f"{n_negative}"
+        )
 
 
 def _from_label(
@@ -75,14 +105,22 @@ def build_item(
     jitter_px: float = 0.0,
     rng: np.random.Generator | None = None,
     intensity: str = "percentile",
+    prompt: str = "box",
+    n_points: int = 1,
+    n_negative: int = 0,
 ) -> dict[str, Any]:
     """One item from an image (H, W[, C]) and its instances.
 
     ``masks`` is either binary (N, H, W), one mask per entry of ``labels``, or a label image
     (H, W) from which the instances with the values ``labels`` are taken (faster: the label
     image is resized once). Boxes are tight on the resized masks; with an ``rng`` each side is
-    then jittered outwards by 0..jitter_px original pixels (``transforms.jitter_boxes``).
+    then jittered outwards by 0..jitter_px original pixels (``transforms.jitter_boxes``). With
+    point prompts, ``n_points`` positive and ``n_negative`` negative points per instance are
+    then drawn from the resized masks with the same ``rng`` (``points.sample_points``).
     """
+    check_prompt(prompt, n_points, n_negative)
+    if prompt != "box" and rng is None:
+        raise ValueError(f"{name}: point prompts need a seeded rng (transforms.item_rng)")
     masks, labels = np.asarray(masks), np.asarray(labels, dtype=np.int64).reshape(-1)
     if masks.ndim not in (2, 3) or masks.shape[-2:] != image.shape[:2]:
         raise ValueError(f"{name}: masks {masks.shape} do not match image {image.shape[:2]}")
@@ -97,15 +135,21 @@ def build_item(
     if rng is not None and jitter_px > 0 and len(boxes):
         scale = image_size / max(image.shape[:2])  # input pixels per original pixel
         boxes = jitter_boxes(boxes, jitter_px, (h, w), rng, scale=scale)
-    return {
+    item = {
         "image": pixels,
         "masks": pad_masks(small, image_size),
         "boxes": torch.from_numpy(boxes),
         "labels": torch.from_numpy(labels),
+        "prompt": prompt,
         "original_size": (int(image.shape[0]), int(image.shape[1])),
         "input_size": (h, w),
         "name": name,
     }
+    if prompt != "box":
+        points, point_labels = sample_points(small, n_points, n_negative, rng)
+        item["points"] = torch.from_numpy(points)
+        item["point_labels"] = torch.from_numpy(point_labels)
+    return item
 
 
 class BoxPromptDataset(torch.utils.data.Dataset):
@@ -120,6 +164,8 @@ class BoxPromptDataset(torch.utils.data.Dataset):
         max_instances: in training, keep a seeded random subset of at most this many instances
             per image (memory: N masks of S x S floats); None keeps all. Eval keeps all.
         intensity: "percentile" or "minmax" (``transforms.to_uint8_range``).
+        prompt: "box", "point" or "box+point": what the items give the model.
+        points, negative_points: per instance, with point prompts (``points.sample_points``).
     """
 
     def __init__(
@@ -131,6 +177,9 @@ class BoxPromptDataset(torch.utils.data.Dataset):
         min_area: int = 1,
         max_instances: int | None = None,
         intensity: str = "percentile",
+        prompt: str = "box",
+        points: int = 1,
+        negative_points: int = 0,
     ) -> None:
         if image_size < 16:
             raise ValueError(f"image_size must be >= 16 pixels, got {image_size}")
@@ -145,6 +194,8 @@ class BoxPromptDataset(torch.utils.data.Dataset):
         self.image_size, self.train, self.jitter_px = image_size, train, float(jitter_px)
         self.seed, self.min_area, self.max_instances = seed, min_area, max_instances
         self.intensity = intensity
+        check_prompt(prompt, points, negative_points)
+        self.prompt, self.points, self.negative_points = prompt, points, negative_points
         self.epoch = 0
         self.names: list[str] = []
         self.instance_labels: list[np.ndarray] = []  # kept label values per image
@@ -209,14 +260,15 @@ class BoxPromptDataset(torch.utils.data.Dataset):
                 f"{self.names[index]}: image size {image.shape[:2]} differs from mask size "
                 f"{masks.shape[-2:]}"
             )
-        rng = item_rng(self.seed, self.epoch, index) if self.train else None
-        if rng is not None and self.max_instances is not None and len(labels) > self.max_instances:
+        rng = item_rng(self.seed, self.epoch, index)
+        if self.train and self.max_instances is not None and len(labels) > self.max_instances:
             keep = np.sort(rng.choice(len(labels), self.max_instances, replace=False))
             masks = masks if masks.ndim == 2 else masks[keep]
             labels = labels[keep]
         return build_item(
             image, masks, labels, self.names[index], self.image_size,
-            self.jitter_px, rng, self.intensity,
+            self.jitter_px if self.train else 0.0, rng, self.intensity,
+            self.prompt, self.points, self.negative_points,
         )  # fmt: skip
 
     def input_size(self, index: int) -> tuple[int, int]:
@@ -247,8 +299,9 @@ class PerInstance(torch.utils.data.Dataset):
             raise ValueError("PerInstance needs every instance: build it without max_instances")
         i, j = self.index[k]
         item = dict(self.dataset[i])
-        for key in ("masks", "boxes", "labels"):
-            item[key] = item[key][j : j + 1]
+        for key in ("masks", "boxes", "labels", "points", "point_labels"):
+            if key in item:
+                item[key] = item[key][j : j + 1]
         item["instance"] = j
         return item
 

@@ -133,8 +133,9 @@ class CocoDataset(BoxPromptDataset):
         names: the images to use (project names, e.g. ``read_split(root, "train")``); None
             takes every image of the file.
         include_crowd: treat crowd regions as instances (default: skip and count them).
-        image_size, train, jitter_px, seed, min_area, max_instances, intensity: see
-            ``BoxPromptDataset``. Item "labels" are the COCO category ids.
+        image_size, train, jitter_px, seed, min_area, max_instances, intensity, prompt,
+            points, negative_points: see ``BoxPromptDataset``. Item "labels" are the COCO
+            category ids.
     """
 
     def __init__(
@@ -149,9 +150,15 @@ class CocoDataset(BoxPromptDataset):
         min_area: int = 1,
         max_instances: int | None = None,
         intensity: str = "percentile",
+        prompt: str = "box",
+        points: int = 1,
+        negative_points: int = 0,
         include_crowd: bool = False,
     ) -> None:
-        super().__init__(image_size, train, jitter_px, seed, min_area, max_instances, intensity)
+        super().__init__(
+            image_size, train, jitter_px, seed, min_area, max_instances, intensity,
+            prompt, points, negative_points,
+        )  # fmt: skip
         self.annotation_file, self.image_dir = Path(annotation_file), Path(image_dir)
         self.coco = load_coco(self.annotation_file)
         by_name = {coco_name(img["file_name"]): img for img in self.coco.dataset["images"]}

@@ -37,7 +37,8 @@ def load_dataset(
     """The dataset at ``root`` for ``split`` at model side ``image_size``.
 
     Keyword arguments go to the dataset (train, jitter_px, seed, min_area, max_instances,
-    intensity); ``jitter`` is an alias of ``jitter_px`` (the training config's name).
+    intensity, prompt, points, negative_points); ``jitter`` is an alias of ``jitter_px`` (the
+    training config's name).
     """
     root = Path(root)
     if not root.is_dir():

@@ -45,8 +45,8 @@ class FolderDataset(BoxPromptDataset):
         root: the dataset folder (images/, masks/, splits/).
         split: "train", "val", "test" or any split file's stem; None takes every image that
             has a mask (for quick looks; experiments use split files).
-        image_size, train, jitter_px, seed, min_area, max_instances, intensity: see
-            ``BoxPromptDataset``.
+        image_size, train, jitter_px, seed, min_area, max_instances, intensity, prompt,
+            points, negative_points: see ``BoxPromptDataset``.
     """
 
     def __init__(
@@ -60,8 +60,14 @@ class FolderDataset(BoxPromptDataset):
         min_area: int = 1,
         max_instances: int | None = None,
         intensity: str = "percentile",
+        prompt: str = "box",
+        points: int = 1,
+        negative_points: int = 0,
     ) -> None:
-        super().__init__(image_size, train, jitter_px, seed, min_area, max_instances, intensity)
+        super().__init__(
+            image_size, train, jitter_px, seed, min_area, max_instances, intensity,
+            prompt, points, negative_points,
+        )  # fmt: skip
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {self.root}")

@@ -20,6 +20,8 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 
 from ..backbone.sam import PIXEL_MEAN, PIXEL_STD
+from .base import check_prompt
+from .points import sample_points
 from .transforms import item_rng, jitter_boxes, tight_boxes
 
 __all__ = ["render_shapes", "SyntheticShapes"]
@@ -157,6 +159,8 @@ class SyntheticShapes(torch.utils.data.Dataset):
     Boxes are ``transforms.tight_boxes`` of the visible masks. In training mode each side moves
     outwards by a random 0..``jitter_px`` pixels (``transforms.jitter_boxes``, seeded by
     ``item_rng(seed, epoch, index)``; ``set_epoch`` draws fresh jitter); in eval mode, tight.
+    With ``prompt`` "point" or "box+point" the items also carry point prompts drawn from the
+    masks with the same generator (``points.sample_points``), as ``BoxPromptDataset`` does.
     """
 
     def __init__(
@@ -167,9 +171,14 @@ class SyntheticShapes(torch.utils.data.Dataset):
         train: bool = True,
         jitter_px: float = 8.0,
         max_instances: int = 8,
+        prompt: str = "box",
+        points: int = 1,
+        negative_points: int = 0,
     ) -> None:
         if num_images < 1:
             raise ValueError(f"num_images must be >= 1, got {num_images}")
+        check_prompt(prompt, points, negative_points)
+        self.prompt, self.points, self.negative_points = prompt, points, negative_points
         self.num_images, self.image_size, self.seed = num_images, image_size, seed
         self.train, self.jitter_px, self.max_instances = train, jitter_px, max_instances
         self.epoch = 0
@@ -186,15 +195,21 @@ class SyntheticShapes(torch.utils.data.Dataset):
         s = self.image_size
         image, masks = render_shapes(self.seed, index, s, self.max_instances)
         boxes = tight_boxes(masks)
+        rng = item_rng(self.seed, self.epoch, index)
         if self.train and self.jitter_px > 0:
-            rng = item_rng(self.seed, self.epoch, index)
             boxes = jitter_boxes(boxes, self.jitter_px, (s, s), rng)
         pixels = (image * 255.0 - _MEAN) / _STD
-        return {
+        item = {
             "image": torch.from_numpy(pixels.astype(np.float32)),
             "masks": torch.from_numpy(masks.astype(np.float32)),
             "boxes": torch.from_numpy(boxes),
+            "prompt": self.prompt,
             "original_size": (s, s),
             "input_size": (s, s),
             "name": f"synthetic_s{self.seed}_{index:06d}",
         }
+        if self.prompt != "box":
+            points, labels = sample_points(masks, self.points, self.negative_points, rng)
+            item["points"] = torch.from_numpy(points)
+            item["point_labels"] = torch.from_numpy(labels)
+        return item

@@ -8,7 +8,8 @@ std, and the image is zero-padded at the bottom and right. Everything here follo
 * ``preprocess_shape`` is ``ResizeLongestSide.get_preprocess_shape`` (round half up);
 * images are resized bilinearly with antialiasing, label masks by nearest neighbour with pixel
   centres aligned (torch's ``nearest-exact``), so label values are never mixed;
-* ``map_boxes`` is ``ResizeLongestSide.apply_boxes`` (x scaled by w'/w, y by h'/h);
+* ``map_boxes`` / ``map_points`` are ``ResizeLongestSide.apply_boxes`` / ``apply_coords`` (x
+  scaled by w'/w, y by h'/h; the same map for both, so a point inside a box stays inside it);
 * ``logits_to_original`` is ``Sam.postprocess_masks``: upsample to S, crop the padding, resize
   to the original size.
 
@@ -48,6 +49,7 @@ __all__ = [
     "resize_masks",
     "pad_masks",
     "map_boxes",
+    "map_points",
     "tight_boxes",
     "item_rng",
     "jitter_boxes",
@@ -207,11 +209,21 @@ def map_boxes(
 ) -> np.ndarray:
     """xyxy boxes from the original (H, W) frame to the resized (h, w) frame (SAM's apply_boxes).
 
-    Padding is at the bottom and right, so it does not move a box.
+    Padding is at the bottom and right, so it does not move a box. Swapping the two sizes gives
+    the inverse map (input frame back to original pixels).
     """
+    return map_points(np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2), original_size,
+                      input_size).reshape(-1, 4)  # fmt: skip
+
+
+def map_points(
+    points: np.ndarray, original_size: tuple[int, int], input_size: tuple[int, int]
+) -> np.ndarray:
+    """xy points (..., 2) from the original (H, W) frame to the resized (h, w) frame, float32
+    (SAM's ``ResizeLongestSide.apply_coords``); swapping the sizes gives the inverse map."""
     (h0, w0), (h, w) = original_size, input_size
-    scale = np.array([w / w0, h / h0, w / w0, h / h0], dtype=np.float64)
-    return (np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale).astype(np.float32)
+    scale = np.array([w / w0, h / h0], dtype=np.float64)
+    return (np.asarray(points, dtype=np.float64) * scale).astype(np.float32)
 
 
 def tight_boxes(masks: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ __all__ = [
     "OptimSection",
     "RuntimeSection",
     "EvalSection",
+    "ValidationSection",
     "TrainConfig",
     "ConfigError",
     "load_config",
@@ -117,7 +118,11 @@ class DataSection:
     format: folder | coco | nifti (null: the set's dataset.json says). jitter: largest outward
     move of each box side, in original-image pixels (paper: 50).
     max_instances: in training, at most this many instances per image (a seeded random subset
-    per epoch; null = all; evaluation always scores all)."""
+    per epoch; null = all; evaluation always scores all).
+    val_split: the split that picks the kept adapter (``validation``); null = no validation.
+    prompt: box | point | box+point, in training and evaluation; points / negative_points:
+    per instance, drawn inside / near outside each mask (``data.points``), fresh every epoch in
+    training, the same for every run in evaluation."""
 
     root: str | None = None
     format: str | None = None
@@ -126,6 +131,10 @@ class DataSection:
     jitter: float = 50.0
     max_instances: int | None = None
     num_workers: int = 0
+    val_split: str | None = "val"
+    prompt: str = "box"
+    points: int = 1
+    negative_points: int = 0
 
 
 @dataclass
@@ -178,6 +187,19 @@ class EvalSection:
 
 
 @dataclass
+class ValidationSection:
+    """Model selection on ``data.val_split`` (``engine.validation``): the zero-shot model is
+    scored first, then after every epoch (or every ``every_steps`` optimiser steps); RUN_DIR/
+    adapter is the best so far by the run's metric (mIoU or DSC, ``domain``). patience: stop
+    after this many validations in a row without an improvement larger than min_delta
+    (null: never stop early)."""
+
+    every_steps: int | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+
+
+@dataclass
 class TrainConfig:
     """One fine-tuning run: what to train (model, peft), on what (data), how (optim, runtime)."""
 
@@ -190,6 +212,7 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    validation: ValidationSection = field(default_factory=ValidationSection)
 
     @property
     def lr(self) -> float:
@@ -221,6 +244,7 @@ class TrainConfig:
         cache = str(self.runtime.cache_embeddings).lower()
         _choice("runtime.cache_embeddings", cache, ("auto", "true", "false"))
         _choice("data.format", self.data.format, (None, "folder", "coco", "nifti"))
+        _choice("data.prompt", self.data.prompt, ("box", "point", "box+point"))
         for key, value in (
             ("optim.batch_size", self.optim.batch_size),
             ("runtime.max_steps", self.runtime.max_steps),
@@ -228,6 +252,9 @@ class TrainConfig:
             ("runtime.log_every", self.runtime.log_every),
             ("runtime.divergence_window", self.runtime.divergence_window),
             ("data.max_instances", self.data.max_instances),
+            ("data.points", self.data.points),
+            ("validation.every_steps", self.validation.every_steps),
+            ("validation.patience", self.validation.patience),
         ):
             if value is not None and value < 1:
                 raise ConfigError(f"{key} must be a positive integer, got {value!r}")
@@ -236,6 +263,8 @@ class TrainConfig:
             ("optim.lr", self.lr),
             ("optim.weight_decay", self.weight_decay),
             ("data.jitter", self.data.jitter),
+            ("data.negative_points", self.data.negative_points),
+            ("validation.min_delta", self.validation.min_delta),
         ):
             if value < 0:
                 raise ConfigError(f"{key} must be >= 0, got {value!r}")

@@ -4,8 +4,9 @@
     result.summary()                            # {"mdsc": ..., "miou": ..., ...}
     format_mean_std([0.913, 0.909, 0.918])      # "91.3 ± 0.5" (the paper's style, in %)
 
-Each box prompt's low-resolution logits are brought back to the original image exactly as SAM
-does (``Sam.postprocess_masks``: upsample to the input frame, crop the padding, resize to the
+Each object's prompt (its box, points, or both: the item's "prompt") gives low-resolution
+logits that are brought back to the original image exactly as SAM does
+(``Sam.postprocess_masks``: upsample to the input frame, crop the padding, resize to the
 original size) and thresholded at 0; the ground truth is the original-size mask. The paper
 reports DSC for medical data and mIoU (mean IoU over instances) for natural and remote-sensing
 data (Sec. 5.1); both are computed for every dataset. Across seeds it reports mean ± std; we use
@@ -43,6 +44,7 @@ from .runtime import (
     Indexed,
     PromptedSam,
     autocast,
+    batch_prompts,
     build_datasets,
     build_model,
     precision,
@@ -116,11 +118,12 @@ def evaluate_model(
     progress: bool = False,
     cache: EmbeddingCache | None = None,
 ) -> EvalResult:
-    """Box-prompted predictions for every instance of ``dataset``, scored at the original size.
+    """Prompted predictions for every instance of ``dataset``, scored at the original size.
 
     Args:
         sam: a Sam (with or without adapters); put in eval mode for the call.
-        dataset: items in the project's format (``cobot_lib.data``), boxes as the prompts.
+        dataset: items in the project's format (``cobot_lib.data``); each item's "prompt"
+            says which of its boxes / points the model gets (boxes when absent).
         device: defaults to the device of ``sam``'s parameters.
         save_masks: directory for ``NAME.npz`` files (bool masks (N, H, W), dsc, iou); written
             by rank 0 only.
@@ -142,10 +145,10 @@ def evaluate_model(
     bar = tqdm(loader, desc="evaluate", disable=not (progress and dist.is_main()), leave=False)
     for batch in bar:
         images = batch["image"].to(device)
-        boxes = [b.to(device) for b in batch["boxes"]]
+        prompts = batch_prompts(batch, device)
         with autocast(device, dtype):
             emb = cache.get(model, images, batch["index"]) if cache is not None else None
-            logits = model(boxes, images=None if emb is not None else images, embeddings=emb)
+            logits = model(prompts, images=None if emb is not None else images, embeddings=emb)
         for j, low in enumerate(logits):
             item = {k: v[j] for k, v in batch.items() if k != "image"}
             gt = original_masks(item, dataset)

@@ -27,7 +27,8 @@ __all__ = ["RUN_MARKER", "RUN_FILES", "check_output_dir", "prepare_run_dir", "wr
 RUN_MARKER = "run.json"
 #: what runs of this project write (runs older than the marker hold only these)
 RUN_FILES = (RUN_MARKER, "checkpoint.safetensors", "checkpoint.pt", "metrics.jsonl",
-             "results.json", "eval.json", "metrics.json", "adapter", "masks")  # fmt: skip
+             "results.json", "eval.json", "metrics.json", "adapter", "last_adapter",
+             "masks")  # fmt: skip
 
 
 def check_output_dir(run_dir: Path) -> None:

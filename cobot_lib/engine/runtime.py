@@ -1,5 +1,5 @@
 """Pieces the trainer and the evaluator share: seeding, precision, activation checkpointing,
-batching, the box-prompted forward as one module, and the image-embedding cache.
+batching, the prompted forward as one module, and the image-embedding cache.
 
 Fast paths (issue 5):
 - a frozen image encoder runs under ``torch.no_grad`` (its parameters never get gradients and no
@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..backbone.foundation import load_foundation_model
-from ..backbone.prompting import decode_boxes, encode_images
+from ..backbone.prompting import Prompts, decode_prompts, encode_images
 from ..backbone.sam import build_sam, input_size
 from ..data import load_dataset
 from ..data.demo import ensure_demo_data
@@ -49,11 +49,14 @@ __all__ = [
     "disable_activation_checkpointing",
     "encoder_trains",
     "PromptedSam",
+    "item_prompts",
+    "batch_prompts",
     "EmbeddingCache",
     "Indexed",
     "iterate_batches",
     "build_model",
     "build_datasets",
+    "build_val_set",
     "check_dataset",
     "RunDatasetError",
 ]
@@ -135,10 +138,10 @@ def encoder_trains(sam: Sam) -> bool:
 
 
 class PromptedSam(nn.Module):
-    """Box-prompted SAM as one module, so DDP sees a single forward.
+    """Prompted SAM as one module, so DDP sees a single forward.
 
-    forward(boxes, images=None, embeddings=None) -> low-resolution logits, one (N_i, 1, S/4, S/4)
-    tensor per image; all boxes of an image go through the mask decoder in one call.
+    forward(prompts, images=None, embeddings=None) -> low-resolution logits, one (N_i, 1, S/4,
+    S/4) tensor per image; all objects of an image go through the mask decoder in one call.
     """
 
     def __init__(self, sam: Sam):
@@ -153,7 +156,7 @@ class PromptedSam(nn.Module):
 
     def forward(
         self,
-        boxes: Sequence[torch.Tensor],
+        prompts: Sequence[Prompts],
         images: torch.Tensor | None = None,
         embeddings: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
@@ -161,9 +164,28 @@ class PromptedSam(nn.Module):
             if images is None:
                 raise ValueError("PromptedSam needs images or embeddings")
             embeddings = self.embed(images)
-        if len(boxes) != embeddings.shape[0]:
-            raise ValueError(f"{embeddings.shape[0]} images but {len(boxes)} box tensors")
-        return [decode_boxes(self.sam, e, b) for e, b in zip(embeddings, boxes, strict=True)]
+        if len(prompts) != embeddings.shape[0]:
+            raise ValueError(f"{embeddings.shape[0]} images but {len(prompts)} prompt sets")
+        return [decode_prompts(self.sam, e, p)[0] for e, p in zip(embeddings, prompts, strict=True)]
+
+
+def item_prompts(item: dict[str, Any]) -> Prompts:
+    """The prompts an item gives the model, by its "prompt" key ("box" when absent)."""
+    kind = item.get("prompt", "box")
+    if kind not in ("box", "point", "box+point"):
+        raise ValueError(f"item {item.get('name')!r} has prompt={kind!r}")
+    boxes = torch.as_tensor(item["boxes"]) if "box" in kind else None
+    if "point" not in kind:
+        return Prompts(boxes=boxes)
+    return Prompts(boxes, torch.as_tensor(item["points"]), torch.as_tensor(item["point_labels"]))
+
+
+def batch_prompts(batch: dict[str, Any], device: torch.device) -> list[Prompts]:
+    """``item_prompts`` of every item of a collated batch, on ``device``."""
+    keys = [k for k in batch if k != "image"]
+    return [
+        item_prompts({k: batch[k][j] for k in keys}).to(device) for j in range(len(batch["boxes"]))
+    ]
 
 
 class EmbeddingCache:
@@ -248,6 +270,11 @@ def _resolve_root(root: str) -> Path:
     return Path(root)
 
 
+def _prompt_kwargs(config: TrainConfig) -> dict[str, Any]:
+    d = config.data
+    return {"prompt": d.prompt, "points": d.points, "negative_points": d.negative_points}
+
+
 def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, Any]:
     """(train set, eval set) from ``data`` (eval set None when ``eval.enabled`` is false).
 
@@ -258,9 +285,13 @@ def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, A
     if config.data.root is None:
         raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
     root = _resolve_root(config.data.root)
-    common = {"format": config.data.format, "image_size": input_size(config.model.type)}
+    common = {"format": config.data.format, "image_size": input_size(config.model.type),
+              **_prompt_kwargs(config)}  # fmt: skip
     splits = [config.data.train_split] if need_train else []
     splits += [config.data.eval_split] if config.eval.enabled else []
+    val = config.data.val_split
+    if need_train and val is not None and (root / "splits" / f"{val}.txt").is_file():
+        splits.append(val)  # checked with the rest; a missing split is build_val_set's to explain
 
     def build() -> tuple[Any, Any]:
         try:
@@ -281,6 +312,35 @@ def build_datasets(config: TrainConfig, need_train: bool = True) -> tuple[Any, A
         return train, evals
 
     return dist.main_first(build)  # rank 0 fills the caches, the others reuse them
+
+
+def build_val_set(config: TrainConfig) -> Any:
+    """The validation set (``data.val_split``; None when it is null), scored like the eval set.
+
+    A dataset without that split is a ConfigError that says how to add one or switch
+    validation off (``engine.validation``).
+    """
+    split = config.data.val_split
+    if split is None:
+        return None
+    if config.data.root is None:
+        raise ConfigError("data.root is not set (a dataset folder, or demo:nuclei / demo:mri)")
+    root = _resolve_root(config.data.root)
+    try:
+        return load_dataset(
+            root, split, train=False, format=config.data.format,
+            image_size=input_size(config.model.type), **_prompt_kwargs(config),
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        if "split file not found" not in str(exc):
+            raise
+        raise ConfigError(
+            f"data.val_split={split!r}, but the dataset has no such split: {exc}. Training "
+            "keeps the adapter that scores best on the validation split; add one (a "
+            f"splits/{split}.txt listing held-out image names, e.g. drawn with "
+            "cobot_lib.data.split_groups), or set data.val_split=null to train without "
+            "validation (the last epoch's adapter is then kept, unchecked against zero-shot)"
+        ) from exc
 
 
 def check_dataset(dataset: Any, what: str) -> None:

@@ -1,17 +1,28 @@
-"""The training engine: box-prompted fine-tuning of SAM with BCE + Dice (Eq. 22) and Adam.
+"""The training engine: prompted fine-tuning of SAM with BCE + Dice (Eq. 22) and Adam.
 
     result = run_experiment("configs/demo/tiny_nuclei_lora_cobot.yaml", ["runtime.seed=1"])
     python -m cobot_lib.train CONFIG.yaml key=value ...           # one process
     torchrun --nproc_per_node=4 -m cobot_lib.train CONFIG.yaml    # DDP, one process per GPU
 
 Protocol (Sec. 5.1): every step takes ``optim.batch_size`` images (the paper: 1) and supervises
-all instances of each image from one image-encoder pass (``prompting``), with the box prompts
-jittered by the dataset. Each epoch ends with a checkpoint (``checkpoint.py``, atomic) and an
-adapter export (``RUN_DIR/adapter``, ``peft.save_adapter``); ``RUN_DIR/metrics.jsonl`` gets one
-JSON line per logged step, epoch and evaluation. A run continues from its checkpoint exactly:
-the sample order is a function of (seed, epoch), the box jitter of (seed, index, epoch) (the
-datasets' ``set_epoch``) and the remaining randomness (dropout) comes from the saved RNG states,
-so a stopped-and-resumed run ends with the same weights as an uninterrupted one.
+all instances of each image from one image-encoder pass (``prompting``), with the prompts
+(``data.prompt``: jittered boxes and/or sampled points) drawn by the dataset. Each epoch ends
+with a checkpoint (``checkpoint.py``, atomic) and an adapter export (``peft.save_adapter``);
+``RUN_DIR/metrics.jsonl`` gets one JSON line per logged step, epoch, validation and evaluation.
+
+Validation (``validation.py``; on unless ``data.val_split`` is null): the zero-shot model is
+scored on the validation split first, then after every epoch (or every
+``validation.every_steps`` steps); ``RUN_DIR/adapter`` is the best adapter so far,
+``RUN_DIR/last_adapter`` the last epoch's; training may stop early (``validation.patience``);
+at the end the model holds the best weights and one line compares zero-shot, best and final
+validation scores (with a warning when training never beat zero-shot). Validation runs with
+the random state saved and restored, so it does not change what is trained. Without
+validation, ``RUN_DIR/adapter`` is the last epoch's, as before.
+
+A run continues from its checkpoint exactly: the sample order is a function of (seed, epoch),
+the box jitter and point prompts of (seed, index, epoch) (the datasets' ``set_epoch``) and the
+remaining randomness (dropout) comes from the saved RNG states, so a stopped-and-resumed run ends
+with the same weights as an uninterrupted one (model selection resumes from the history).
 
 Every step's loss goes through the divergence guard (``guard.py``) before its update: a NaN or
 a loss far above its running median stops the run, naming the step, the samples and the kept
@@ -59,14 +70,17 @@ from .runtime import (
     Indexed,
     PromptedSam,
     autocast,
+    batch_prompts,
     build_datasets,
     build_model,
+    build_val_set,
     check_dataset,
     enable_activation_checkpointing,
     encoder_trains,
     precision,
     seed_everything,
 )
+from .validation import METRIC_KEYS, ModelSelection, ValidationSummary, Validator
 
 __all__ = [
     "DivergenceError",
@@ -93,6 +107,9 @@ class Trainer:
     Everything that can fail is checked in the constructor, before any training: the config, the
     resume checkpoint's configuration, the datasets, the batch size against the world size.
     ``callbacks`` receive every logged record (dict) on rank 0, e.g. for live plots.
+    ``val_set`` selects the kept adapter (``validation.py``); when the datasets are built from
+    the config it is ``data.val_split``'s, when they are given it must be given too (None: no
+    validation, said in the run's last line).
     """
 
     def __init__(
@@ -102,6 +119,7 @@ class Trainer:
         sam: Sam | None = None,
         train_set: Any = None,
         eval_set: Any = None,
+        val_set: Any = None,
         callbacks: Sequence[Callable[[dict], None]] = (),
     ):
         self.config = cfg = config.validate()
@@ -115,9 +133,12 @@ class Trainer:
         if train_set is None and eval_set is None:
             needs_training = cfg.epochs > 0 and cfg.peft.method != "freeze"
             train_set, eval_set = build_datasets(cfg, need_train=needs_training)
+            if val_set is None and needs_training:
+                val_set = build_val_set(cfg)
         check_dataset(train_set, "training")
         check_dataset(eval_set, "evaluation")
-        self.train_set, self.eval_set = train_set, eval_set
+        check_dataset(val_set, "validation")
+        self.train_set, self.eval_set, self.val_set = train_set, eval_set, val_set
         if cfg.optim.batch_size % self.env.world_size:
             raise ConfigError(
                 f"optim.batch_size={cfg.optim.batch_size} (the global batch) must be a multiple "
@@ -146,6 +167,7 @@ class Trainer:
         # one cache per dataset: the key is the index within that dataset
         self.cache = EmbeddingCache() if caching else None
         self.eval_cache = EmbeddingCache() if caching else None
+        self.val_cache = EmbeddingCache() if caching else None
         self.model = PromptedSam(sam)
         self.forward = self.model
         if self.trains and dist.is_distributed():
@@ -159,6 +181,14 @@ class Trainer:
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.last_checkpoint: Path | None = None
+        self.selection: ModelSelection | None = None
+        if self.trains and val_set is not None:
+            v = cfg.validation
+            rules = Validator(METRIC_KEYS[cfg.metric], v.every_steps, v.patience, v.min_delta)
+            self.selection = ModelSelection(rules, sam, self._score_validation, self.run_dir,
+                                            self._log, self._save, self._write_adapter,
+                                            self.env.device)  # fmt: skip
+        self.validation: ValidationSummary | None = None  # set when fit() ends
 
     def _save(self, epoch: int, step: int, global_step: int, final: bool = False) -> bool:
         """Checkpoint unless the guard holds it back (an elevated loss pending; not at the
@@ -174,6 +204,12 @@ class Trainer:
             self.last_checkpoint = atomic_save(state, self.run_dir / CHECKPOINT_NAME)
         self.guard.saved(self.run_dir / CHECKPOINT_NAME, global_step)
         return True
+
+    def _write_adapter(self, directory: Path) -> None:
+        """The adapter and the run's record beside it (``evaluate`` checks the record)."""
+        if dist.is_main():
+            save_adapter(self.sam, directory)
+            write_run_marker(directory, self.config.to_dict(), self.fingerprint)
 
     # ---- logging ------------------------------------------------------------------------
     def _log(self, record: dict) -> None:
@@ -199,7 +235,7 @@ class Trainer:
     def _step(self, batch: dict, epoch: int, step: int, global_step: int) -> float:
         dev, size = self.env.device, self.sam.image_encoder.img_size
         masks = [torch.as_tensor(m).to(dev, torch.float32) for m in batch["masks"]]
-        boxes = [torch.as_tensor(b).to(dev, torch.float32) for b in batch["boxes"]]
+        prompts = batch_prompts(batch, dev)
         images = batch["image"].to(dev)
         with autocast(dev, self.dtype):
             emb = (
@@ -207,7 +243,9 @@ class Trainer:
                 if self.cache is not None
                 else None
             )
-            logits = self.forward(boxes, images=None if emb is not None else images, embeddings=emb)
+            logits = self.forward(
+                prompts, images=None if emb is not None else images, embeddings=emb
+            )
         losses = [
             bce_dice_loss(upsample_logits(lg.float(), size)[:, 0], m)
             for lg, m in zip(logits, masks, strict=True)
@@ -260,10 +298,13 @@ class Trainer:
             restore_rng(self.resume["rng"])
         else:  # the run's randomness depends on the seed only, not on how the model was built
             seed_everything(cfg.runtime.seed)
+        if self.selection is not None:
+            self.selection.start(self.history, global_step)
         self.sam.train()
         max_steps, save_every = cfg.runtime.max_steps, cfg.runtime.save_every
+        stopped = self.selection is not None and self.selection.stopped
         for epoch in range(epoch0, cfg.epochs):
-            if max_steps is not None and global_step >= max_steps:
+            if stopped or (max_steps is not None and global_step >= max_steps):
                 break
             indices = self._epoch_indices(epoch)
             if hasattr(self.train_set, "set_epoch"):
@@ -290,11 +331,16 @@ class Trainer:
                     self._log({"event": "step", "epoch": epoch + 1, "step": step + 1,
                                "global_step": global_step, "loss": loss})  # fmt: skip
                 stop = max_steps is not None and global_step >= max_steps
-                if step + 1 < n_steps and (stop or (save_every and global_step % save_every == 0)):
-                    self._save(epoch, step + 1, global_step, final=stop)
-                if stop and step + 1 < n_steps:
+                mid_epoch = step + 1 < n_steps
+                if mid_epoch and self.selection and self.selection.due(global_step, False):
+                    stopped = self.selection.run(epoch + 1, global_step, (epoch, step + 1))
+                periodic = save_every and global_step % save_every == 0
+                if mid_epoch and (stop or stopped or periodic):
+                    self._save(epoch, step + 1, global_step, final=stop or stopped)
+                if (stop or stopped) and mid_epoch:
                     bar.close()
                     self.position = (epoch, step + 1, global_step)
+                    self._finish_validation()
                     return self.history
             bar.close()
             skip = 0
@@ -308,12 +354,30 @@ class Trainer:
                 self._log({"event": "eval", "epoch": epoch + 1, **self.evaluate().summary()})
                 self.sam.train()
             last = epoch + 1 == cfg.epochs or (max_steps is not None and global_step >= max_steps)
-            saved = self._save(epoch + 1, 0, global_step, final=last)
-            if saved and dist.is_main():  # the adapter always matches a kept checkpoint
-                save_adapter(self.sam, self.run_dir / "adapter")
-                write_run_marker(self.run_dir / "adapter", cfg.to_dict(), self.fingerprint)
+            if self.selection and self.selection.due(global_step, True):
+                stopped = self.selection.run(epoch + 1, global_step, (epoch + 1, 0))
+            saved = self._save(epoch + 1, 0, global_step, final=last or stopped)
+            if saved:  # the adapter always matches a kept checkpoint
+                self._write_adapter(
+                    self.run_dir / ("last_adapter" if self.selection else "adapter")
+                )
             self.position = (epoch + 1, 0, global_step)
+        self._finish_validation()
         return self.history
+
+    def _score_validation(self) -> dict[str, Any]:
+        """The validation split's scores of the current model (``ModelSelection``'s score)."""
+        return evaluate_model(
+            self.sam, self.val_set, device=self.env.device, amp=self.config.runtime.amp,
+            progress=False, cache=self.val_cache,
+        ).summary()  # fmt: skip
+
+    def _finish_validation(self) -> None:
+        if self.selection is not None:
+            cfg = self.config
+            self.selection.finish(self.position, cfg.data.val_split or "validation", cfg.lr,
+                                  cfg.epochs)  # fmt: skip
+            self.validation = self.selection.summary
 
     def evaluate(self, save_masks: bool = False) -> EvalResult:
         """Score the current model on the evaluation set (original image size)."""
@@ -337,9 +401,10 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train and evaluate one configuration; the notebooks' and the CLI's entry point.
 
-    Returns {"metrics": {mdsc, miou, ...}, "per_instance": [...], "history": [...],
-    "config", "fingerprint", "run_dir", "trainable_parameters", "peft", "seconds"}; the same is
-    written to RUN_DIR/results.json.
+    Returns {"metrics": {mdsc, miou, ...}, "per_instance": [...], "validation": {...} or
+    None (``ValidationSummary.to_dict``), "history": [...], "config", "fingerprint", "run_dir",
+    "trainable_parameters", "peft", "seconds"}; the same is written to RUN_DIR/results.json.
+    With validation the test metrics are the kept (best-on-validation) model's.
     """
     start = time.perf_counter()
     cfg = load_config(config, list(overrides))
@@ -350,6 +415,9 @@ def run_experiment(
         evaluation = trainer.evaluate(save_masks=cfg.eval.save_masks)
         result = {"metrics": evaluation.summary(), "per_instance": evaluation.rows}
         trainer._log({"event": "eval", "epoch": trainer.position[0], **result["metrics"]})
+    result.update(
+        validation=trainer.validation.to_dict() if trainer.validation is not None else None,
+    )
     result.update(
         history=history,
         config=cfg.to_dict(),

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.evaluation import format_mean_std, mean_std, seed_table
+from ..engine.validation import VALIDATION_FIELDS
 
 __all__ = [
     "GROUP_COLUMNS",
@@ -34,10 +35,11 @@ GROUP_COLUMNS = ("dataset", "method", "cobot", "coefficient_sets", "relation", "
 _NOT_CONFIG = ("seed", "device", "amp", "eval_every_epoch", "expect_gain", "num_overlays")
 _RESULTS = ("miou", "mdsc", "n_instances", "n_images", "zero_shot_miou", "zero_shot_mdsc",
             "seconds", "train_seconds", "steps", "final_loss", "trainable_params",
-            "image_encoder_params", "device_name", "torch_threads", "torch_version")  # fmt: skip
+            "image_encoder_params", "device_name", "torch_threads", "torch_version",
+            *VALIDATION_FIELDS)  # fmt: skip
 _INTS = ("rank", "max_steps", "epochs", "seed", "steps", "n_instances", "n_images",
          "trainable_params", "image_encoder_params", "torch_threads", "num_overlays",
-         "batch_size")  # fmt: skip
+         "batch_size", "val_best_epoch", "val_best_step", "val_count")  # fmt: skip
 _NAMES = {"freeze": "Freeze (zero-shot)", "decoder": "Lightweight (decoder)", "lora": "LoRA",
           "adaptformer": "Adaptformer", "full": "Full fine-tuning"}  # fmt: skip
 _SWITCH = {"coefficient_sets": ("dual", "CoS"), "relation": ("learnable", "RM"),

@@ -4,7 +4,7 @@ A bare ``assert FINAL == ZERO, (FINAL, ZERO)`` prints two dicts and leaves the r
 the difference; these name it:
 
     check_same(FINAL, ZERO, "scores without a training step", ("final", "zero-shot"))
-    check_gain(FINAL, ZERO, keys=("miou", "mean_dsc"))
+    check_gain(FINAL, ZERO, keys=("miou", "mdsc"))
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def check_same(
 def check_gain(
     final: Mapping[str, float],
     baseline: Mapping[str, float],
-    keys: Sequence[str] = ("miou", "mean_dsc"),
+    keys: Sequence[str] = ("miou", "mdsc"),
     names: tuple[str, str] = ("adapted", "zero-shot"),
 ) -> None:
     """AssertionError naming each of ``keys`` where ``final`` is not above ``baseline``."""
