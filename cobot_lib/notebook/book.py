@@ -140,16 +140,13 @@ def _index(chapters: list[tuple[str, str]], appendix: list[tuple[str, str]]) -> 
         lines = "\n".join(stem for stem, _ in entries)
         return f"```{{toctree}}\n:caption: {caption}\n:maxdepth: 1\n\n{lines}\n```\n"
 
-    listing = "\n".join(f"{i}. [{title}]({stem}.ipynb)" for i, (stem, title) in
-                        enumerate(chapters + appendix, start=1))  # fmt: skip
     text = (
         f"# {TITLE}\n\n"
         "SAM-COBOT (Peng et al., CVPR 2024) in executed notebooks: from the T-product and the "
         "Hamilton product to fine-tuning, ablations and parameter space. Each page is a "
         "notebook as `python3 workbook.py run` executed it; to change and re-run one, open "
         "`notebooks/` in JupyterLab. Figures are interactive where JavaScript runs and static "
-        "pictures where it does not.\n\n"
-        f"{listing}\n\n" + toctree("Notebooks", chapters)
+        "pictures where it does not.\n\n" + toctree("Notebooks", chapters)
     )
     if appendix:
         text += "\n" + toctree("Appendix", appendix)
