@@ -47,6 +47,7 @@ TITLE = "SAM-COBOT workbook"
 CONF = """\
 # Written by cobot_lib.notebook.book; the book is rebuilt from the executed notebooks.
 project = {title!r}
+author = "the SAM-COBOT workbook contributors"
 html_title = {title!r}
 extensions = ["myst_nb"]
 exclude_patterns = ["_build"]
