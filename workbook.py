@@ -3,7 +3,8 @@
 
     python3 workbook.py test   # create .venv, install everything, lint, run all tests and notebooks
     python3 workbook.py test --slow   # ... and rebuild the foundation model (~25 min on 1 thread)
-    python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 06)
+    python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 06,
+                               # appendix A1) and build the book: runs/book/index.html
     python3 workbook.py setup  # only create .venv and install
 
 The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml) makes a
@@ -60,7 +61,8 @@ def setup() -> None:
 
 
 def ensure_browser() -> None:
-    """Debian's Chromium for tests/browser (never a downloaded browser); apt-get as root."""
+    """Debian's Chromium for tests/browser and the figures' static pictures (kaleido), never a
+    downloaded browser; apt-get as root."""
     if Path(os.environ.get("COBOT_CHROMIUM", "/usr/bin/chromium")).is_file():
         return
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -68,7 +70,10 @@ def ensure_browser() -> None:
         run("apt-get", "update", "-qq", env=quiet)
         run("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", env=quiet)
     else:
-        say("Chromium is missing, so tests/browser will fail: install Debian's 'chromium' package")
+        say(
+            "Chromium is missing, so tests/browser fail and figures get no static pictures: "
+            "install Debian's 'chromium' package"
+        )
 
 
 def test() -> None:
@@ -82,6 +87,7 @@ def test() -> None:
 
 def main_job() -> None:
     setup()
+    ensure_browser()
     run(PYTHON, "-m", "cobot_lib.walkthrough", *sys.argv[2:])
 
 

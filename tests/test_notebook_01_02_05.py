@@ -1,5 +1,6 @@
-"""Notebooks 01, 02 and 05 stop in their parameter-check cell, with a clear message, on bad
-papermill parameters (as 03, 04 and 06 do: tests/test_notebook_03_06.py, test_notebook_04.py).
+"""Notebooks 01, 02, 05 and appendix A1 stop in their parameter-check cell, with a clear
+message, on bad papermill parameters (as 03, 04 and 06 do: tests/test_notebook_03_06.py,
+test_notebook_04.py).
 
 Each case runs the real notebook through papermill with bad ``-p`` values and checks that the
 cell that raised is the ``check_params`` cell and that the message names every bad value and
@@ -11,23 +12,30 @@ from __future__ import annotations
 from test_notebook_03_06 import _fails
 
 
-def _stopped_at_check(err) -> None:
-    assert err.ename == "ParameterError" and "check_params(" in err.source
+def _stopped_at_check(err, check: str) -> None:
+    assert err.ename == "ParameterError" and f"{check}(globals())" in err.source
 
 
 def test_01_wrong_type_bad_item_and_below_minimum(tmp_path):
-    err = _fails("01_t_product.ipynb", tmp_path, n3="4", timing_n3=[2, "x"], num_modules=0)
-    _stopped_at_check(err)
+    err = _fails("01_t_product.ipynb", tmp_path, n3="4", n1=9, num_modules=0)
+    _stopped_at_check(err, "check_t_product")
     assert "n3 = '4' (str): wrong type str" in err.evalue
-    assert "timing_n3 = [2, 'x'] (list): elements that are not int: ['x']" in err.evalue
+    assert "n1 = 9 (int): above the maximum 8" in err.evalue
     assert "num_modules = 0 (int): below the minimum 2" in err.evalue
+
+
+def test_a1_bad_timing_list(tmp_path):
+    err = _fails("A1_fft_timing.ipynb", tmp_path, timing_n3=[2, "x"], timing_repeats=0)
+    _stopped_at_check(err, "check_fft_timing")
+    assert "timing_n3 = [2, 'x'] (list): elements that are not int: ['x']" in err.evalue
+    assert "timing_repeats = 0 (int): below the minimum 1" in err.evalue
 
 
 def test_02_zero_axis_and_widths_not_multiples_of_four(tmp_path):
     err = _fails(
         "02_hamilton_product.ipynb", tmp_path, rotation_axis=[0, 0, 0], layer_width=6, widths=[4, 6]
     )
-    _stopped_at_check(err)
+    _stopped_at_check(err, "check_hamilton")
     assert "rotation_axis = [0, 0, 0] (list): expected three numbers, not all zero" in err.evalue
     assert "layer_width = 6 (int): expected a multiple of 4" in err.evalue
     assert "widths = [4, 6] (list): expected multiples of 4" in err.evalue
@@ -42,7 +50,7 @@ def test_05_missing_csv_unknown_dataset_and_wrong_type(tmp_path):
         panel_dataset="demo:cells",
         rerun_check="yes",
     )
-    _stopped_at_check(err)
+    _stopped_at_check(err, "check_ablations")
     assert f"results_csv = '{missing}' (str): expected an existing CSV" in err.evalue
     assert "panel_dataset = 'demo:cells' (str): unknown value" in err.evalue
     assert "rerun_check = 'yes' (str): wrong type str" in err.evalue

@@ -40,7 +40,7 @@ def test_06_bad_type_value_and_missing_checkpoint(tmp_path):
         steps="20",
         checkpoint=str(tmp_path / "missing.pth"),
     )
-    assert err.ename == "ParameterError" and "check_params(" in err.source
+    assert err.ename == "ParameterError" and "check_parameter_space(globals())" in err.source
     assert "method = 'lorra' (str): unknown value" in err.evalue
     assert "rank = 6 (int): expected a multiple of 4" in err.evalue
     assert "steps = '20' (str): wrong type str" in err.evalue
@@ -49,8 +49,8 @@ def test_06_bad_type_value_and_missing_checkpoint(tmp_path):
 
 def test_06_foundation_needs_the_tiny_model(tmp_path):
     err = _fails("06_parameter_space.ipynb", tmp_path, model_type="vit_b")
-    assert err.ename == "ValueError" and "check_params(" in err.source
-    assert "checkpoint='foundation' is the tiny model; model_type='vit_b'" in err.evalue
+    assert err.ename == "ParameterError" and "check_parameter_space(globals())" in err.source
+    assert "checkpoint='foundation' is the pretrained tiny model; model_type='vit_b'" in err.evalue
 
 
 def test_06_dataset_without_samples_stops_before_training(tmp_path):
@@ -62,8 +62,8 @@ def test_06_dataset_without_samples_stops_before_training(tmp_path):
     for split in ("train", "test"):
         (root / "splits" / f"{split}.txt").write_text("a\n")
     err = _fails("06_parameter_space.ipynb", tmp_path, dataset=str(root), checkpoint="random")
-    assert err.ename == "ConfigError" and "check_dataset(train_set" in err.source
-    assert "Trainer(" not in err.source
+    assert err.ename == "ConfigError" and "datasets(params)" in err.source
+    assert "train_recorded(" not in err.source
     assert "the training set is empty" in err.evalue
 
 
@@ -71,7 +71,7 @@ def test_03_bad_values(tmp_path):
     err = _fails(
         "03_cobot_anatomy.ipynb", tmp_path, backbones=["vit_x"], relation="learn", c_spread=-1
     )
-    assert err.ename == "ParameterError" and "check_params(" in err.source
+    assert err.ename == "ParameterError" and "check_anatomy(globals())" in err.source
     assert "backbones = ['vit_x'] (list): expected a non-empty list of model types" in err.evalue
     assert "relation = 'learn' (str): unknown value" in err.evalue
     assert "c_spread = -1 (int): below the minimum 0.0" in err.evalue

@@ -1,8 +1,9 @@
 """Notebook 04 stops in its first cells, with a clear message, on bad papermill parameters.
 
 Each case executes the real notebook with papermill (as a sweep does) and checks the error's
-text and that the failing cell is one of the first few: 0 title, 1 parameters, 2 papermill's
-injected parameters, 3 check_params, 4 config + datasets. Nothing is trained in any case.
+text and that the failing cell is one of the first few: 0 title, 1 threads, 2 parameters,
+3 papermill's injected parameters, 4 check_finetune, 5 config + datasets. Nothing is trained in
+any case.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from papermill.exceptions import PapermillExecutionError
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_finetune.ipynb"
-LAST_CHECK_CELL = 4  # the config + dataset cell (index in the executed notebook)
+LAST_CHECK_CELL = 5  # the config + dataset cell (index in the executed notebook)
 
 
 def _fail(tmp_path: Path, **params) -> PapermillExecutionError:
@@ -35,9 +36,10 @@ def test_the_check_cells_are_where_the_tests_expect() -> None:
 
     cells = nbformat.read(NOTEBOOK, as_version=4).cells
     assert cells[0].cell_type == "markdown"
-    assert cells[1].metadata.get("tags") == ["parameters"]
-    assert "check_params(" in cells[2].source  # index 3 once papermill injects its cell
-    assert "check_dataset(" in cells[3].source  # index 4
+    assert "set_threads()" in cells[1].source
+    assert cells[2].metadata.get("tags") == ["parameters"]
+    assert "check_finetune(globals())" in cells[3].source  # index 4 once papermill injects
+    assert "prepare(run)" in cells[4].source  # index 5
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cobot_lib.notebook.walkthrough import estimate_remaining, expected_seconds, main
+from cobot_lib.notebook.walkthrough import discover, estimate_remaining, expected_seconds, main
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
@@ -60,10 +60,10 @@ def walk(notebooks, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "walk"
     proc = subprocess.run(
         [sys.executable, "-m", "cobot_lib.walkthrough", "--notebooks", str(notebooks)]
-        + ["--out", str(out), "--heartbeat", "0"],
+        + ["--out", str(out), "--heartbeat", "0", "--book", str(out.parent / "book")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     return proc, out
 
@@ -126,13 +126,31 @@ def test_html_export_with_figures(walk):
 
 def test_only_and_skip_html(notebooks, tmp_path, capsys):
     assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--only", "1"]
-                + ["--skip-html", "--heartbeat", "0"]) == 0  # fmt: skip
+                + ["--skip-html", "--skip-book", "--heartbeat", "0"]) == 0  # fmt: skip
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [(r["notebook"], r["status"], r["html"]) for r in rows] == [("01_ok", "ok", "")]
     assert not list(tmp_path.glob("*.html"))
     assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--only", "07"]) == 2
     err = capsys.readouterr().err
     assert "'07' matches no notebook" in err and "01_ok, 02_fails" in err
+
+
+def test_book_of_every_executed_copy(walk):
+    """The book is built after the notebooks, from the executed copies (the failed one too)."""
+    proc, out = walk
+    book = out.parent / "book"
+    index = (book / "index.html").read_text()
+    assert "01_ok.html" in index and "02_fails.html" in index
+    assert "answer 42" in (book / "01_ok.html").read_text()
+    assert "deliberate failure 1234" in (book / "02_fails.html").read_text()
+    assert f"book: {book / 'index.html'}" in proc.stdout
+
+
+def test_appendix_runs_after_the_numbered_notebooks(tmp_path):
+    for name in ("A1_extra", "02_b", "01_a"):
+        _write(tmp_path / f"{name}.ipynb", [new_code_cell("1")])
+    assert [p.stem for p in discover(tmp_path)] == ["01_a", "02_b", "A1_extra"]
+    assert [p.stem for p in discover(tmp_path, ["A1", "1"])] == ["01_a", "A1_extra"]
 
 
 def test_bad_folder(tmp_path, capsys):

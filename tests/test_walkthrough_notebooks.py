@@ -1,8 +1,9 @@
-"""Every real notebook (01-06) executed with papermill, as the README's run command does.
+"""Every real notebook (01-06, appendix A1) executed with papermill, as the run command does.
 
 nbval (``pytest notebooks``) re-runs each notebook and compares its checked outputs; this test
 runs them the other way a user does, through ``python -m cobot_lib.walkthrough`` (papermill with
-the default parameters, HTML export), so a notebook that raises under papermill fails CI.
+the default parameters, HTML export, the book), so a notebook that raises under papermill fails
+CI.
 Oracles: the walkthrough's exit status, papermill's own metadata in each executed copy, and the
 kernel's outputs (no error output anywhere).
 """
@@ -18,14 +19,15 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(p.stem for p in (REPO / "notebooks").glob("[0-9A-Z][0-9]_*.ipynb"))
 
 
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("walkthrough")
     proc = subprocess.run(
-        [sys.executable, "-m", "cobot_lib.walkthrough", "--out", str(out), "--heartbeat", "0"],
+        [sys.executable, "-m", "cobot_lib.walkthrough", "--out", str(out), "--heartbeat", "0"]
+        + ["--book", str(out / "book")],
         capture_output=True,
         text=True,
         timeout=900,
@@ -34,8 +36,8 @@ def walked(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     return proc, out
 
 
-def test_all_six_notebooks_are_found():
-    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+def test_all_notebooks_are_found():
+    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "A1"]
 
 
 def test_walkthrough_runs_every_notebook_without_error(walked):
@@ -56,3 +58,4 @@ def test_executed_copy_is_complete(walked, stem):
     errors = [o for c in code for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
     assert (out / f"{stem}.html").stat().st_size > 10_000
+    assert (out / "book" / f"{stem}.html").stat().st_size > 10_000  # its page in the book

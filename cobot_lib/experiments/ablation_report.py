@@ -43,8 +43,10 @@ __all__ = [
     "PAPER_TABLE1",
     "PAPER_TABLE2",
     "PAPER_TABLE3",
+    "check_comparison",
     "configurations",
     "grid_specs",
+    "rerun_tolerance",
     "main",
     "verdict",
     "seed_scores",
@@ -187,6 +189,52 @@ def table_comparison(table: pd.DataFrame, which: int, steps: int = GRID_STEPS,
                 "verdict": " / ".join(verdicts),
             })  # fmt: skip
     return pd.DataFrame(out)
+
+
+def check_comparison(comparison: pd.DataFrame, table: pd.DataFrame, which: int,
+                     steps: int = GRID_STEPS, checkpoint: str = "foundation") -> int:  # fmt: skip
+    """Check a ``table_comparison`` against the raw rows; returns the number of rows checked.
+
+    For every compared row, d and se are recomputed with pandas from the two runs of each seed
+    (aligned on the seed index), and each verdict's "agrees" is re-derived from the rule of the
+    module docstring: for a paper difference of zero, |d| <= 2 se; otherwise the same sign and
+    |d| > 2 se. An AssertionError names the first row that disagrees.
+    """
+    rows_of = {1: TABLE1, 2: TABLE2, 3: TABLE3}[which]
+    checked = 0
+    for _, row in comparison[comparison["vs"] != ""].iterrows():
+        a = seed_scores(table, rows_of[row["row"]], row["dataset"], steps, checkpoint)
+        b = seed_scores(table, rows_of[row["vs"]], row["dataset"], steps, checkpoint)
+        paired = (a - b).dropna()
+        if len(paired) < 2:
+            continue
+        assert np.isclose(row["d"], paired.mean()), (row["row"], row["d"], paired.mean())
+        assert np.isclose(row["se"], paired.std() / np.sqrt(len(paired))), row["row"]
+        beyond = abs(row["d"]) > 2 * row["se"]
+        pairs = zip(row["paper d"].split(" / "), row["verdict"].split(" / "), strict=True)
+        for paper_d, text in pairs:
+            same = np.sign(row["d"]) == np.sign(float(paper_d))
+            agrees = (not beyond) if abs(float(paper_d)) < 0.05 else (same and beyond)
+            assert text.startswith("agrees") == agrees, (row["dataset"], row["row"], text)
+        checked += 1
+    return checked
+
+
+def rerun_tolerance(table: pd.DataFrame, spec: AblationSpec, fraction: float = 0.25
+                    ) -> dict[str, float]:  # fmt: skip
+    """How close a re-run of the stored row ``spec`` must come, per metric (fractions).
+
+    ``fraction`` x the seed-to-seed standard deviation of ``spec``'s configuration (same
+    dataset, steps, starting model) over the stored seeds. Changing only the seed moves a score
+    by about sqrt(2) such deviations, so a stored row from another seed or configuration lands
+    outside this band (a different seed by chance inside it with probability ~14% for 1/4),
+    while the float rounding of another CPU, far smaller than a seed's effect, stays inside.
+    """
+    rows = select(table, spec).drop_duplicates("seed")
+    if len(rows) < 2:
+        raise ValueError(f"{spec.label()} on {spec.dataset} has {len(rows)} stored seeds; the "
+                         "tolerance needs the spread of at least 2")  # fmt: skip
+    return {m: fraction * float(rows[m].astype(float).std(ddof=1)) for m in ("miou", "mdsc")}
 
 
 def fig5_comparison(table: pd.DataFrame, ranks=(4, 8, 16, 32), steps: int = GRID_STEPS,

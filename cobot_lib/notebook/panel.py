@@ -9,7 +9,8 @@ CoS (dual coefficient sets) on/off, RM learnable/fixed/off, head hypercomplex/li
 hidden size V, the number of seeds and the dataset. "Run" takes each seed's row from the results
 table when it is there and otherwise trains it in this process (``ablations.run_or_load``), then
 adds the configuration to the figure (mean ± std over seeds, one dot per seed) and to the table.
-The widgets only read values and draw; all the work is in ``cobot_lib.ablations``.
+The widgets only read values and draw; all the work is in ``cobot_lib.ablations``. Without a
+kernel (a repository page, the book) the output is a static picture of the initial figure.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..experiments.ablations import (
     find_row,
     run_or_load,
 )
+from .static import widget_bundle
 
 __all__ = ["AblationPanel", "RANKS"]
 
@@ -254,7 +256,6 @@ class AblationPanel:
             pad = max(1.0, 0.15 * (high - low))
             self.figure.layout.yaxis.range = [max(0.0, low - pad), min(100.0, high + pad)]
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The live widgets in JupyterLab; a static picture of the figure everywhere else."""
+        return widget_bundle(self.widget, go.Figure(self.figure), "ablation panel")

@@ -14,16 +14,41 @@ would otherwise surface deep inside training. Every notebook declares what it ac
 which raises one ``ParameterError`` listing every bad value (name, value, type, what was
 expected), and returns the checked values as a dict. ``bool`` is never accepted as a number,
 an ``int`` is accepted where a float is expected, and ``path="file"|"dir"`` checks existence.
+
+Each notebook's own parameters are declared below (``check_t_product`` ...
+``check_parameter_space``),
+with the checks that one type cannot express (e.g. COBOT switches without COBOT), so the
+notebook's second cell is one call that names what the notebook accepts.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Param", "ParameterError", "check_params"]
+from ..backbone.foundation import foundation_checkpoint_path
+from ..backbone.sam import MODEL_TYPES
+from ..experiments.ablation_report import TABLE1
+from ..experiments.ablations import DATASETS, resolve_path
+from ..peft.config import DEFAULT_RANK, METHODS, PEFT_METHODS
+
+__all__ = [
+    "FinetuneRun",
+    "Param",
+    "ParameterError",
+    "check_ablations",
+    "check_anatomy",
+    "check_fft_timing",
+    "check_finetune",
+    "check_hamilton",
+    "check_parameter_space",
+    "check_params",
+    "check_t_product",
+    "model_label",
+]
 
 
 class ParameterError(ValueError):
@@ -145,3 +170,190 @@ def check_params(namespace: Mapping[str, Any], spec: Mapping[str, Param]) -> dic
             + "\n".join(problems)
         )
     return values
+
+
+# --- the notebooks' parameters ------------------------------------------------------------------
+
+DEMO_SETS = ("demo:nuclei", "demo:mri")
+COBOT_SWITCHES = {"coefficient_sets": "dual", "relation": "learnable", "head": "hypercomplex"}
+
+
+def _multiple_of_4(**bounds: Any) -> Param:
+    return Param(int, check=lambda v: v % 4 == 0, check_message="a multiple of 4", **bounds)
+
+
+def _dataset(extra: tuple[str, ...] = ()) -> Param:
+    names = DEMO_SETS + extra
+    return Param(str, check=lambda v: v in names or Path(v).expanduser().is_dir(),
+                 check_message=f"one of {list(names)} or an existing dataset folder")  # fmt: skip
+
+
+def _device(*words: str) -> Param:
+    expected = " or ".join(repr(w) for w in (*words, "cuda", "cuda:N"))
+    return Param(str, check=lambda v: v in words or v.startswith("cuda"), check_message=expected)
+
+
+def _three_numbers(v: Any) -> bool:
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    return len(v) == 3 and numbers and math.hypot(*v) > 0
+
+
+def model_label(model_type: str, checkpoint: str) -> str:
+    """How a run's starting model is named in titles ('tiny SAM, foundation-pretrained', ...)."""
+    return {
+        "foundation": f"{model_type} SAM, foundation-pretrained",
+        "random": f"{model_type} SAM, RANDOM INIT (not pretrained)",
+    }.get(checkpoint, f"{model_type} SAM from {checkpoint}")
+
+
+def _check_foundation(model_type: str, checkpoint: str) -> None:
+    """checkpoint='foundation' is the shipped tiny model: it must be tiny, and present."""
+    if checkpoint != "foundation":
+        return
+    if model_type != "tiny":
+        raise ParameterError(
+            f"checkpoint='foundation' is the pretrained tiny model; model_type={model_type!r} "
+            "needs a SAM checkpoint file (data_scripts/fetch_sam_checkpoints.py fetches them)"
+        )
+    if not foundation_checkpoint_path().is_file():
+        raise FileNotFoundError(
+            f"the tiny foundation model is missing at {foundation_checkpoint_path()}; rebuild it "
+            "with `python data_scripts/pretrain_tiny_sam.py`, or set checkpoint='random' for a "
+            "clearly labelled run on a random-init tiny SAM"
+        )
+
+
+def check_t_product(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 01: the sizes of the tensors drawn and checked, and the seed."""
+    return check_params(namespace, {
+        "n1": Param(int, minimum=1, maximum=8), "n2": Param(int, minimum=1, maximum=8),
+        "ell": Param(int, minimum=1, maximum=8), "n3": Param(int, minimum=2, maximum=12),
+        "num_modules": Param(int, minimum=2, maximum=48),
+        "rank": Param(int, minimum=1, maximum=64), "seed": Param(int, minimum=0),
+    })  # fmt: skip
+
+
+def check_fft_timing(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Appendix A1: the slice counts, sizes and repeats of the bcirc vs FFT timing."""
+    return check_params(namespace, {
+        "timing_n3": Param(list, items=int, minimum=1, maximum=1024),
+        "timing_size": Param(int, minimum=1, maximum=128),
+        "timing_repeats": Param(int, minimum=1, maximum=50), "seed": Param(int, minimum=0),
+    })  # fmt: skip
+
+
+def check_hamilton(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 02: numbers of checks, the rotation axis and angle, layer widths."""
+    return check_params(namespace, {
+        "n_checks": Param(int, minimum=10, maximum=1_000_000),
+        "rotation_axis": Param(list, check=_three_numbers,
+                               check_message="three numbers, not all zero"),
+        "initial_angle": Param(int, minimum=0, maximum=360),
+        "layer_width": _multiple_of_4(minimum=4, maximum=64),
+        "widths": Param(list, items=int, minimum=4, maximum=512,
+                        check=lambda v: all(x % 4 == 0 for x in v),
+                        check_message="multiples of 4"),
+        "init_trials": Param(int, minimum=2, maximum=10_000),
+        "seed": Param(int, minimum=0),
+    })  # fmt: skip
+
+
+def check_anatomy(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 03: which backbones to count, which model's relation tensors to draw."""
+    return check_params(namespace, {
+        "backbones": Param(list, check=lambda v: len(v) > 0 and all(b in MODEL_TYPES for b in v),
+                           check_message=f"a non-empty list of model types from "
+                                         f"{list(MODEL_TYPES)}"),
+        "inspect_backbone": Param(str, choices=MODEL_TYPES),
+        "inspect_method": Param(str, choices=PEFT_METHODS),
+        "relation": Param(str, choices=("fixed", "learnable")),
+        "c_spread": Param(float, minimum=0.0),
+        "seed": Param(int, minimum=0),
+    })  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """Notebook 04's checked parameters and what follows from them."""
+
+    params: dict[str, Any]
+    rank: int | None  # V resolved to the method's default (None: no PEFT modules)
+    name: str  # 'lora (V=4) + COBOT [relation=off]'
+    model_label: str
+    metrics_path: Path
+
+
+def check_finetune(namespace: Mapping[str, Any]) -> FinetuneRun:
+    """Notebook 04: every parameter of one fine-tuning run, and their combinations."""
+    params = check_params(namespace, {
+        "model_type": Param(str, choices=MODEL_TYPES),
+        "checkpoint": Param(str, path="file", path_keywords=("foundation", "random")),
+        "dataset": _dataset(), "method": Param(str, choices=METHODS), "cobot": Param(bool),
+        "coefficient_sets": Param(str, choices=("dual", "single")),
+        "relation": Param(str, choices=("learnable", "fixed", "off")),
+        "head": Param(str, choices=("hypercomplex", "linear", "none")),
+        "rank": Param(int, optional=True, minimum=1), "epochs": Param(int, minimum=0),
+        "max_steps": Param(int, optional=True, minimum=1), "lr": Param(float, minimum=0.0),
+        "weight_decay": Param(float, minimum=0.0), "box_jitter_px": Param(float, minimum=0.0),
+        "seed": Param(int, minimum=0), "device": _device("cpu", "auto"),
+        "amp": Param(str, choices=("auto", "bf16", "fp16", "off")),
+        "eval_every_epoch": Param(bool), "expect_gain": Param(bool),
+        "num_overlays": Param(int, minimum=0), "output_dir": Param(str),
+        "metrics_path": Param(str),
+    })  # fmt: skip
+    method, cobot, rank = params["method"], params["cobot"], params["rank"]
+    if method not in PEFT_METHODS and (cobot or rank is not None):
+        raise ParameterError(
+            f"method={method!r} has no PEFT modules, so cobot must be False and rank None (got "
+            f"cobot={cobot!r}, rank={rank!r}); COBOT and rank apply to {list(PEFT_METHODS)}"
+        )
+    changed = {k: params[k] for k, v in COBOT_SWITCHES.items() if params[k] != v}
+    if changed and not cobot:
+        raise ParameterError(
+            f"the COBOT switches {changed} only apply with cobot=True (got cobot=False); leave "
+            f"them at their defaults {COBOT_SWITCHES} for a run without COBOT"
+        )
+    _check_foundation(params["model_type"], params["checkpoint"])
+    resolved = rank if rank is not None or method not in PEFT_METHODS else DEFAULT_RANK[method]
+    name = method + (f" (V={resolved})" if resolved else "") + (" + COBOT" if cobot else "")
+    if changed:
+        name += " [" + ", ".join(f"{k}={v}" for k, v in changed.items()) + "]"
+    metrics = Path(params["metrics_path"] or f"{params['output_dir']}/metrics.json")
+    label = model_label(params["model_type"], params["checkpoint"])
+    return FinetuneRun(params, resolved, name, label, metrics)
+
+
+def check_ablations(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 05: the stored grid, the panel's settings and the re-run check."""
+    return check_params(namespace, {
+        "results_csv": Param(str, check=lambda v: resolve_path(v).is_file(),
+                             check_message="an existing CSV (make it: python -m "
+                                           "cobot_lib.ablations --out PATH)"),
+        "grid_steps": Param(int, minimum=1),
+        "checkpoint": Param(str, choices=("foundation", "random"),
+                            check=lambda v: v == "random" or foundation_checkpoint_path().is_file(),
+                            check_message=f"the tiny foundation model at "
+                                          f"{foundation_checkpoint_path()}, or 'random'"),
+        "panel_steps": Param(int, minimum=1),
+        "panel_seeds": Param(int, minimum=1, maximum=10),
+        "panel_dataset": Param(str, choices=DATASETS),
+        "rerun_check": Param(bool),
+        "rerun_row": Param(str, choices=tuple(TABLE1)),
+        "rerun_dataset": Param(str, choices=DATASETS),
+        "rerun_seed": Param(int, minimum=0),
+    })  # fmt: skip
+
+
+def check_parameter_space(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 06: the two short runs (RM on / off) and what is measured after them."""
+    params = check_params(namespace, {
+        "model_type": Param(str, choices=MODEL_TYPES),
+        "checkpoint": Param(str, path="file", path_keywords=("foundation", "random")),
+        "dataset": _dataset(("synthetic",)), "method": Param(str, choices=PEFT_METHODS),
+        "rank": _multiple_of_4(minimum=4), "steps": Param(int, minimum=1),
+        "lr": Param(float, minimum=0.0), "box_jitter_px": Param(float, minimum=0.0),
+        "grad_images": Param(int, minimum=1), "top_k": Param(int, minimum=1),
+        "seed": Param(int, minimum=0), "device": _device("cpu"), "output_dir": Param(str),
+    })  # fmt: skip
+    _check_foundation(params["model_type"], params["checkpoint"])
+    return params

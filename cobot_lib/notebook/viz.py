@@ -2,17 +2,25 @@
 
 Every function returns a ``plotly.graph_objects.Figure`` and computes nothing the notebook
 should check: the numbers are computed (and asserted) by the notebook or by ``cobot_lib``, then
-drawn here. ``use_notebook_renderer()`` keeps stored notebook outputs small.
+drawn here. ``use_notebook_renderer()`` stores each figure as plotly's mime bundle plus a
+static image (``static.StaticPlotlyRenderer``), with a compact template that keeps them small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+import io
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import plotly.colors as pc
 import plotly.graph_objects as go
 import plotly.io as pio
+from PIL import Image
 from plotly.subplots import make_subplots
+
+from .diagram import cobot_block_diagram
+from .static import StaticPlotlyRenderer
 
 __all__ = [
     "use_notebook_renderer",
@@ -21,15 +29,42 @@ __all__ = [
     "line_chart",
     "grouped_bars",
     "stacked_bars",
+    "scatter_versus",
+    "image_grid",
+    "overlay",
+    "cube_rotation_figure",
     "cobot_block_diagram",
 ]
 
-FROZEN, PEFT, IBC, IBE = "#b0b7c3", "#4c78a8", "#f58518", "#54a24b"
+RENDERER = "cobot_static"
+TEMPLATE = "cobot"
+# One colour per instance in the overlays (RGB in [0, 1]).
+PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]]
+) / 255.0  # fmt: skip
+_KEPT_TRACE_DEFAULTS = ("bar", "heatmap", "scatter", "scatter3d")
+_DROPPED_LAYOUT = ("polar", "ternary", "geo", "shapedefaults", "annotationdefaults")
+
+
+def compact_template() -> go.layout.Template:
+    """plotly's default look, without the defaults of trace kinds the notebooks never draw.
+
+    plotly writes the whole template into every stored figure; its own is 7 kB, this one
+    about 2.5 kB, and the notebooks' figures look the same (only unused defaults are left out).
+    """
+    full = pio.templates["plotly"].to_plotly_json()
+    layout = {k: v for k, v in full["layout"].items() if k not in _DROPPED_LAYOUT}
+    data = {k: v for k, v in full["data"].items() if k in _KEPT_TRACE_DEFAULTS}
+    return go.layout.Template(layout=layout, data=data)
 
 
 def use_notebook_renderer() -> None:
-    """Render figures as plotly mime bundles (small stored outputs, interactive in JupyterLab)."""
-    pio.renderers.default = "plotly_mimetype"
+    """Figures as plotly mime bundles plus a static image, with the compact template."""
+    pio.templates[TEMPLATE] = compact_template()
+    pio.templates.default = TEMPLATE
+    pio.renderers[RENDERER] = StaticPlotlyRenderer()
+    pio.renderers.default = RENDERER
 
 
 def _array(z) -> np.ndarray:
@@ -128,8 +163,6 @@ def line_chart(
     names = list(series)
     colors = None
     if colorscale is not None:
-        import plotly.colors as pc
-
         colors = pc.sample_colorscale(colorscale, np.linspace(0, 1, max(len(names), 2)))
     for i, name in enumerate(names):
         y = _array(series[name])
@@ -178,144 +211,131 @@ def stacked_bars(
     return fig
 
 
-# ---- the data flow of IBC and IBE inside one block ---------------------------------------
-
-
-def _box(fig: go.Figure, x: float, y: float, text: str, color: str, w: float = 1.5) -> None:
-    h = 0.8
-    fig.add_shape(
-        type="rect",
-        x0=x - w / 2,
-        x1=x + w / 2,
-        y0=y - h / 2,
-        y1=y + h / 2,
-        fillcolor=color,
-        opacity=0.9,
-        line={"color": "#333", "width": 1},
-    )
-    fig.add_annotation(x=x, y=y, text=text, showarrow=False, font={"size": 11})
-
-
-def _arrow(
-    fig: go.Figure,
-    x0: float,
-    y0: float,
-    x1: float,
-    y1: float,
-    text: str = "",
-    color: str = "#333",
-    dash: bool = False,
-) -> None:
-    fig.add_annotation(
-        x=x1,
-        y=y1,
-        ax=x0,
-        ay=y0,
-        xref="x",
-        yref="y",
-        axref="x",
-        ayref="y",
-        showarrow=True,
-        arrowhead=3,
-        arrowwidth=1.6,
-        arrowcolor=color,
-        text="",
-    )
-    if text:
-        fig.add_annotation(
-            x=(x0 + x1) / 2,
-            y=(y0 + y1) / 2 + 0.18,
-            text=text,
-            showarrow=False,
-            font={"size": 10, "color": "#555"},
-        )
-
-
-def cobot_block_diagram(
-    method: str = "lora", dim: int = 768, rank: int | None = None, num_blocks: int = 12
+def scatter_versus(
+    x: Sequence[float],
+    y: Sequence[float],
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    color: Sequence[float] | None = None,
+    color_label: str = "",
+    hover: Sequence[str] | None = None,
+    limits: tuple[float, float] = (0.0, 1.0),
 ) -> go.Figure:
-    """Where COBOT acts inside one encoder block ``ell``: the frozen path, the PEFT module
-    (A_m, B_m), the intra-block enhancement W_m (IBE, quaternion head) and the inter-block
-    communication (IBC): the module's own set lambda_MC_m plus lambda_LM_m, read from the
-    relation matrix that mixes the base coefficients c_k of all M modules (Eq. 21)."""
-    if method not in ("lora", "adaptformer"):
-        raise ValueError(f"method must be 'lora' or 'adaptformer', got {method!r}")
-    rank = rank or (4 if method == "lora" else 16)
-    per_block = 2 if method == "lora" else 1
-    m_total = per_block * num_blocks
-    fig = go.Figure()
-    # frozen path (row y = 0)
-    if method == "lora":
-        frozen = [
-            (0, f"x (tokens, D={dim})"),
-            (2, "norm1 (frozen)"),
-            (4.5, "W_qkv x (frozen)"),
-            (7.5, "+  on q and v"),
-            (10, "attention"),
+    """Paired values as points against the line y = x (above it: y is larger)."""
+    marker: dict = {"size": 8}
+    if color is not None:
+        marker.update(color=list(color), colorscale="Viridis", colorbar={"title": color_label})
+    line = {"dash": "dot", "color": "grey"}
+    fig = go.Figure(
+        [
+            go.Scatter(x=limits, y=limits, mode="lines", line=line, name="y = x"),
+            go.Scatter(
+                x=list(x), y=list(y), mode="markers", marker=marker, text=hover, name="pairs"
+            ),
         ]
-    else:
-        frozen = [
-            (0, f"x (tokens, D={dim})"),
-            (2, "norm2 (frozen)"),
-            (4.5, "MLP (frozen)"),
-            (7.5, "+"),
-            (10, "block output"),
-        ]
-    for x, text in frozen:
-        _box(fig, x, 0, text, FROZEN)
-    for (x0, _), (x1, _) in zip(frozen, frozen[1:], strict=False):
-        _arrow(fig, x0 + 0.75, 0, x1 - 0.75, 0)
-    # the PEFT module with COBOT inside (row y = -1.6)
-    y = -1.6
-    path = [
-        (2.6, f"A_m: D→V={rank}", PEFT),
-        (4.5, "⊙ (λ_MC_m + λ_LM_m)", IBC),
-        (6.4, f"W_m: quaternion {rank}×{rank}<br>({rank**2 // 4} params, IBE)", IBE),
-    ]
-    if method == "adaptformer":
-        path += [(8.3, "ReLU, dropout", PEFT), (10.2, "B_m: V→D, × s", PEFT)]
-    else:
-        path += [(8.6, "B_m: V→D", PEFT)]
-    _arrow(fig, 2.0, -0.4, 2.3, y + 0.4, "LN(x)" if method == "adaptformer" else "")
-    for x, text, color in path:
-        _box(fig, x, y, text, color, w=1.7)
-    for (x0, _, _), (x1, _, _) in zip(path, path[1:], strict=False):
-        _arrow(fig, x0 + 0.85, y, x1 - 0.85, y)
-    last_x = path[-1][0]
-    update = "B_m W_m diag(λ) A_m x" if method == "lora" else "s B_m ReLU(W_m diag(λ) A_m LN(x))"
-    _arrow(fig, last_x, y + 0.4, 7.7, -0.4, update)
-    # inter-block communication (row y = 2)
-    yr = 2.0
-    _box(fig, 1.2, yr, f"c_1 … c_M<br>(M={m_total} base sets, each V)", IBC, w=2.2)
-    _box(fig, 4.5, yr, f"T_w = T ×₃ S<br>(S: {m_total}×{m_total}, Eq. 15)", IBC, w=2.2)
-    _box(fig, 7.8, yr, "λ_LM_m = Σ_k S[m,k] c_k<br>(diag of slice m, Eq. 17)", IBC, w=2.4)
-    _arrow(fig, 2.3, yr, 3.4, yr, "T = [diag(c_k)]")
-    _arrow(fig, 5.6, yr, 6.6, yr)
-    _arrow(fig, 7.8, yr - 0.4, 4.7, y + 0.4, "", color=IBC)
-    _box(fig, 3.0, -3.0, "λ_MC_m (own set, V)", IBC, w=1.8)
-    _arrow(fig, 3.3, -2.6, 4.3, y - 0.4, color=IBC)
-    # other blocks feed the same relation matrix
-    for k, bx in enumerate((0.2, 1.2, 2.2)):
-        label = ["block 1", "block 2", f"… block {num_blocks}"][k]
-        fig.add_annotation(x=bx, y=3.3, text=label, showarrow=False, font={"size": 10})
-        _arrow(fig, bx, 3.1, 1.2, yr + 0.4, color=IBC)
-    fig.add_annotation(
-        x=10.2,
-        y=2.9,
-        showarrow=False,
-        align="left",
-        font={"size": 11},
-        text="<b>IBC</b> (orange): coefficients shared across all blocks<br>"
-        "<b>IBE</b> (green): quaternion mixing inside the module<br>"
-        "grey: frozen SAM; blue: the PEFT module",
     )
-    fig.update_xaxes(visible=False, range=[-1, 12])
-    fig.update_yaxes(visible=False, range=[-3.5, 3.7])
-    name = "LoRA (on q and v; the v path is the same)" if method == "lora" else "Adaptformer"
     fig.update_layout(
-        title=f"COBOT inside one encoder block ℓ: {name} + COBOT, module m",
-        height=580,
-        plot_bgcolor="white",
-        margin={"l": 10, "r": 10},
+        title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=520, width=600,
+        legend={"orientation": "h", "y": -0.2},  # below the plot, clear of the colour bar
+    )  # fmt: skip
+    return fig
+
+
+def overlay(rgb: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``rgb`` (H, W, 3 in [0, 1]) with each boolean mask of ``masks`` (N, H, W) tinted."""
+    out = np.array(rgb, dtype=float, copy=True)
+    for k, mask in enumerate(np.asarray(masks, dtype=bool)):
+        out[mask] = (1 - alpha) * out[mask] + alpha * PALETTE[k % len(PALETTE)]
+    return out
+
+
+def _jpeg_uri(rgb: np.ndarray, side: int) -> str:
+    """A small JPEG data URI of an RGB image in [0, 1] (keeps stored notebooks small)."""
+    picture = Image.fromarray((255 * np.clip(rgb, 0, 1)).astype(np.uint8))
+    picture.thumbnail((side, side))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_grid(
+    rows: Sequence[Sequence[tuple[str, np.ndarray]]], title: str = "", side: int = 192
+) -> go.Figure:
+    """A grid of RGB images in [0, 1], each (subplot title, array), stored as small JPEGs."""
+    cols = max(len(r) for r in rows)
+    fig = make_subplots(
+        rows=len(rows),
+        cols=cols,
+        horizontal_spacing=0.02,
+        vertical_spacing=0.06,
+        subplot_titles=[name for row in rows for name, _ in row],
+    )
+    for r, row in enumerate(rows, start=1):
+        for c, (_, rgb) in enumerate(row, start=1):
+            fig.add_trace(go.Image(source=_jpeg_uri(rgb, side)), row=r, col=c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=11)  # the subplot titles
+    fig.update_layout(
+        title=title, height=300 * len(rows), width=300 * cols, margin={"t": 60, "l": 10, "r": 10}
+    )
+    return fig
+
+
+# ---- a cube turned by a unit quaternion (notebook 02) --------------------------------------
+
+CUBE = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)])
+CUBE_EDGES = [(i, j) for i in range(8) for j in range(i + 1, 8) if (CUBE[i] != CUBE[j]).sum() == 1]
+BODY_AXES = 0.9 * np.eye(3)
+BODY_COLOURS = ("#e45756", "#54a24b", "#f58518")
+
+
+def _segments(starts: np.ndarray, ends: np.ndarray) -> list[list]:
+    """x, y, z lists of separate line segments (None breaks the line between them)."""
+    xyz: list[list] = [[], [], []]
+    for a, b in zip(np.asarray(starts).tolist(), np.asarray(ends).tolist(), strict=True):
+        for dim in range(3):
+            xyz[dim] += [a[dim], b[dim], None]
+    return xyz
+
+
+def _line3d(xyz: list[list], name: str, color: str, width: int, dash: str = "solid"):
+    x, y, z = xyz
+    line = {"color": color, "width": width, "dash": dash}
+    return go.Scatter3d(x=x, y=y, z=z, mode="lines", name=name, line=line)
+
+
+def cube_rotation_figure(
+    turn: Callable[[np.ndarray], np.ndarray],
+    axis: Sequence[float],
+    angle_deg: float,
+    q: Sequence[float],
+) -> go.Figure:
+    """The unit cube before (grey) and after (blue) ``turn`` (points (N, 3) -> turned points),
+    its body axes and the rotation ``axis`` (black); the title gives the angle and quaternion.
+
+    Trace 1 is the turned cube: the endpoints of its edges are ``turn(CUBE)``.
+    """
+    u = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+    i, j = (list(ends) for ends in zip(*CUBE_EDGES, strict=True))
+    turned, body = np.asarray(turn(CUBE)), np.asarray(turn(BODY_AXES))
+    traces = [
+        _line3d(_segments(CUBE[i], CUBE[j]), "cube at 0°", "#b0b7c3", 3),
+        _line3d(_segments(turned[i], turned[j]), f"q v q* at {angle_deg:g}°", "#4c78a8", 6),
+        _line3d(_segments(-1.3 * u[None], 1.3 * u[None]), "axis u", "black", 4, "dash"),
+    ]
+    for k, color in enumerate(BODY_COLOURS):
+        axis_k = _segments(np.zeros((1, 3)), body[k : k + 1])
+        traces.append(_line3d(axis_k, f"body axis {k + 1}", color, 8))
+    box = {"range": [-1.3, 1.3], "autorange": False}
+    scene = {"xaxis": box, "yaxis": box, "zaxis": box, "aspectmode": "cube"}
+    scene["camera"] = {"eye": {"x": 1.7, "y": -1.0, "z": 0.8}}  # the axis u seen from the side
+    fig = go.Figure(traces)
+    fig.update_layout(
+        title=f"θ = {angle_deg:g}°,  q = ({', '.join(f'{x:+.3f}' for x in q)})",
+        scene=scene,
+        height=480,
+        margin={"l": 0, "r": 0, "t": 50, "b": 0},
     )
     return fig

@@ -1,6 +1,7 @@
 """The walkthrough: execute every notebook with its default parameters, export HTML, summarise.
 
     python -m cobot_lib.walkthrough [--out runs/walkthrough] [--only 01,02] [--skip-html]
+                                    [--book runs/book | --skip-book]
 
 This is what the README's ``python3 workbook.py run`` does after the set-up and the tiny
 foundation model. For each ``notebooks/NN_*.ipynb`` in reading order it
@@ -17,7 +18,10 @@ foundation model. For each ``notebooks/NN_*.ipynb`` in reading order it
    notebook runs, a heartbeat line every ``--heartbeat`` seconds names the cell being executed.
 
 At the end it writes ``<out>/summary.md`` and ``<out>/summary.csv`` (notebook, status, seconds,
-output paths, error) and says how to work interactively (``jupyter lab notebooks/``).
+output paths, error), builds the HTML book of the executed notebooks (``--book``, default
+``runs/book``; ``cobot_lib.notebook.book``: offline, navigation, interactive figures where
+JavaScript runs and static pictures where not) and says how to work interactively
+(``jupyter lab notebooks/``). Appendix notebooks (``A1_*.ipynb``) run after the numbered ones.
 
 A failing notebook does not stop the walkthrough: the failure (notebook, cell, error) is
 reported at once and in the summary, its executed copy and HTML still show the traceback, the
@@ -41,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+from .book import BookError, build_book
 
 __all__ = [
     "NotebookResult",
@@ -90,15 +96,17 @@ class NotebookResult:
 
 
 def discover(folder: Path, only: Sequence[str] = ()) -> list[Path]:
-    """The numbered notebooks ``NN_*.ipynb`` of ``folder`` in reading order.
+    """The numbered notebooks ``NN_*.ipynb`` of ``folder`` in reading order, then the
+    appendices ``A1_*.ipynb``.
 
-    ``only`` selects by number ("01", "1") or by file stem; a selector that matches nothing is
-    an error naming it and the notebooks that exist.
+    ``only`` selects by number ("01", "1"), appendix label ("A1") or file stem; a selector that
+    matches nothing is an error naming it and the notebooks that exist.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise WalkthroughError(f"notebook folder {folder} does not exist")
-    found = sorted(p for p in folder.glob("[0-9]*.ipynb") if p.is_file())
+    numbered = sorted(p for p in folder.glob("[0-9]*.ipynb") if p.is_file())
+    found = numbered + sorted(p for p in folder.glob("[A-Z][0-9]*_*.ipynb") if p.is_file())
     if not found:
         raise WalkthroughError(f"no numbered notebooks (NN_name.ipynb) in {folder}")
     if not only:
@@ -110,7 +118,10 @@ def discover(folder: Path, only: Sequence[str] = ()) -> list[Path]:
     chosen: list[Path] = []
     for sel in only:
         hits = [
-            p for p in found if sel == p.stem or (sel.isdigit() and number(sel) == number(p.stem))
+            p
+            for p in found
+            if sel in (p.stem, p.stem.split("_", 1)[0])
+            or (sel.isdigit() and number(sel) == number(p.stem))
         ]
         if not hits:
             names = ", ".join(p.stem for p in found)
@@ -118,7 +129,7 @@ def discover(folder: Path, only: Sequence[str] = ()) -> list[Path]:
                 f"--only {sel!r} matches no notebook in {folder} (there are: {names})"
             )
         chosen += [p for p in hits if p not in chosen]
-    return sorted(chosen)
+    return [p for p in found if p in chosen]
 
 
 def _parse_time(value: object) -> dt.datetime | None:
@@ -238,9 +249,20 @@ def execute(path: Path, executed: Path, heartbeat: float = 30.0) -> str:
         return f"cell {tracker.cell}: {type(err).__name__}: {err}"
     finally:
         stop.set()
+        drop_widget_state(executed)
         logger.removeHandler(tracker)
         logger.setLevel(old_level)
         logger.propagate = old_propagate
+
+
+def drop_widget_state(executed: Path) -> None:
+    """Remove the widget state nbclient stores (plotly's FigureWidget puts all of plotly.js,
+    about 5 MB, into it); without a kernel the widgets show their static pictures instead."""
+    if not executed.is_file():
+        return
+    nb = nbformat.read(executed, as_version=4)
+    if nb.metadata.pop("widgets", None) is not None:
+        nbformat.write(nb, executed)
 
 
 # --- HTML export --------------------------------------------------------------------------------
@@ -411,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--heartbeat", type=float, default=30.0, help="seconds between progress lines (0: none)"
     )
+    parser.add_argument("--book", default="runs/book", help="folder of the HTML book (replaced)")
+    parser.add_argument("--skip-book", action="store_true", help="do not build the HTML book")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     try:
@@ -432,10 +456,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{len(failed)} notebook(s) FAILED: "
             + "; ".join(f"{r.notebook} at {r.error}" for r in failed)
         )
+    interrupted = any(r.status == "interrupted" for r in results)
+    book_failed = False
+    if not (args.skip_book or interrupted):
+        book_failed = not _book(results, Path(args.book))
     say(f"to work interactively: {_jupyter_hint()}")
-    if any(r.status == "interrupted" for r in results):
+    if interrupted:
         return 130
-    return 1 if failed else 0
+    return 1 if failed or book_failed else 0
+
+
+def _book(results: Sequence[NotebookResult], folder: Path) -> bool:
+    """Build the book of every executed copy (a failed notebook shows its traceback there)."""
+    executed = [Path(r.executed) for r in results if r.executed]
+    if not executed:
+        return True
+    say(f"building the book of {len(executed)} executed notebooks -> {_shown(folder)}")
+    try:
+        book = build_book(executed, folder)
+    except BookError as err:
+        say(f"the book FAILED: {err}")
+        return False
+    say(f"book: {_shown(book.index)} ({book.figures} figures, {book.seconds:.0f} s); "
+        "open it in a browser")  # fmt: skip
+    return True
 
 
 if __name__ == "__main__":

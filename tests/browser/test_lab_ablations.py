@@ -25,8 +25,8 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "notebooks/05_ablations.ipynb"
-PANEL_CELL = "ablation_panel"  # text in the source of the code cell that shows the panel
-SWITCH, VALUE = "CoS", "V"  # widget descriptions in cobot_lib/ablation_panel.py
+PANEL_CELL = "AblationPanel("  # text in the source of the code cell that shows the panel
+SWITCH, VALUE = "CoS", "V"  # widget descriptions in cobot_lib/notebook/panel.py
 
 
 def test_ablation_panel_reruns_from_the_browser(notebook, lab, screenshot):

@@ -1,0 +1,208 @@
+"""The harness of notebook 04 (one fine-tuning run), so that its cells show the experiment.
+
+    run = check_finetune(globals())               # cobot_lib.notebook.params
+    cfg, train_set, eval_set = prepare(run)       # the TrainConfig and both datasets, checked
+    trainer = Trainer(cfg, train_set=train_set, eval_set=eval_set)
+    zero, plain_weights = zero_shot(run, eval_set, trainer.env.device)
+    ...
+    write_metrics(run, final, zero, trainer, history, seconds)
+
+What is here is bookkeeping: the run's configuration from the notebook's parameters, the plain
+foundation model's scores (the paper's *Freeze* row), SHA-256 fingerprints of weights (to show
+that training leaves every frozen weight bitwise unchanged), the overlays' pictures and the
+metrics JSON that ``python -m cobot_lib.sweep`` collects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+
+from ..backbone.foundation import load_foundation_model
+from ..backbone.prompting import predict_masks
+from ..backbone.sam import PIXEL_MEAN, PIXEL_STD, build_sam
+from ..engine.config import ConfigError, TrainConfig, config_from_dict
+from ..engine.evaluation import EvalResult, evaluate_model
+from ..engine.runtime import check_dataset, seed_everything
+from ..engine.trainer import Trainer, build_datasets
+from ..files import atomic_write
+from .params import FinetuneRun
+from .viz import overlay
+
+__all__ = [
+    "metrics_record",
+    "missing_weights",
+    "overlay_rows",
+    "prepare",
+    "tensors_without_gradient",
+    "weight_fingerprints",
+    "write_metrics",
+    "zero_shot",
+]
+
+
+def _config_dict(run: FinetuneRun) -> dict[str, Any]:
+    p = run.params
+    switches = {k: p[k] for k in ("coefficient_sets", "relation", "head")}
+    return {
+        "name": "04_finetune",
+        "output_dir": p["output_dir"],
+        "model": {
+            "type": p["model_type"],
+            "checkpoint": None if p["checkpoint"] == "random" else p["checkpoint"],
+        },
+        "peft": {
+            "method": p["method"],
+            "rank": p["rank"],
+            "cobot": {"enabled": p["cobot"], **switches, "seed": p["seed"]},
+        },
+        "data": {"root": p["dataset"], "jitter": p["box_jitter_px"]},
+        "optim": {"lr": p["lr"], "weight_decay": p["weight_decay"], "epochs": p["epochs"]},
+        "runtime": {
+            "seed": p["seed"],
+            "device": p["device"],
+            "amp": p["amp"],
+            "max_steps": p["max_steps"],
+            "resume": "never",  # every run of the notebook starts from the foundation model
+            "progress": False,
+        },
+        "eval": {"enabled": True, "every_epoch": p["eval_every_epoch"]},
+    }
+
+
+def prepare(run: FinetuneRun) -> tuple[TrainConfig, Any, Any]:
+    """The run's TrainConfig and its (training, evaluation) sets; an unusable dataset stops
+    here, before any model is built, with a ConfigError naming the ``dataset`` parameter."""
+    cfg = config_from_dict(_config_dict(run), "the parameters of 04_finetune")
+    trains = run.params["method"] != "freeze" and run.params["epochs"] > 0
+    try:
+        train_set, eval_set = build_datasets(cfg, need_train=trains)
+        check_dataset(train_set, "training")
+        check_dataset(eval_set, "evaluation")
+    except (FileNotFoundError, ConfigError) as exc:
+        raise ConfigError(
+            f"dataset={run.params['dataset']!r} gives no usable samples "
+            f"({cfg.data.train_split!r} and {cfg.data.eval_split!r} splits with at least one "
+            f"instance are needed): {exc}"
+        ) from exc
+    return cfg, train_set, eval_set
+
+
+def weight_fingerprints(model: torch.nn.Module, trainable: bool | None = None) -> dict[str, str]:
+    """SHA-256 of every parameter's bytes (only trainable or only frozen ones, or all)."""
+    return {
+        name: hashlib.sha256(p.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+        for name, p in model.named_parameters()
+        if trainable is None or p.requires_grad == trainable
+    }
+
+
+def zero_shot(run: FinetuneRun, eval_set: Any, device: torch.device) -> tuple[EvalResult, dict]:
+    """The plain starting model's scores on ``eval_set`` (the paper's *Freeze* row) and the
+    fingerprints of its weights. A random-init model is drawn from the seed, as Trainer does."""
+    p = run.params
+    seed_everything(p["seed"])
+    if p["checkpoint"] == "foundation":
+        plain = load_foundation_model()
+    else:
+        plain = build_sam(p["model_type"], None if p["checkpoint"] == "random" else p["checkpoint"])
+    result = evaluate_model(plain.to(device), eval_set, amp=p["amp"])
+    return result, weight_fingerprints(plain)
+
+
+def missing_weights(plain: dict[str, str], adapted: Sam) -> Counter:
+    """Weights of the plain model that the adapted model does not hold bit for bit (by hash)."""
+    return Counter(plain.values()) - Counter(weight_fingerprints(adapted).values())
+
+
+def tensors_without_gradient(sam: Sam) -> list[str]:
+    """Trainable tensors whose gradient is None or exactly zero after the last step."""
+    return sorted(
+        name
+        for name, p in sam.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.any())
+    )
+
+
+def overlay_rows(
+    sam: Sam, eval_set: Any, indices: Sequence[int], dsc: dict[int, tuple[float, float]]
+) -> list[list[tuple[str, np.ndarray]]]:
+    """Rows of (title, RGB picture) for ``viz.image_grid``: image, ground truth, prediction.
+
+    Drawn in the model's input frame (resized, padding cropped), one colour per instance.
+    ``dsc[i]`` = (mean DSC after training, zero-shot) of image i, for the titles.
+    """
+    sam.eval()
+    device = next(sam.parameters()).device
+    mean = np.array(PIXEL_MEAN)[:, None, None]
+    std = np.array(PIXEL_STD)[:, None, None]
+    rows = []
+    for i in indices:
+        item = eval_set[i]
+        h, w = item["input_size"]
+        image = (item["image"].numpy() * std + mean)[:, :h, :w].transpose(1, 2, 0) / 255.0
+        with torch.no_grad():
+            logits = predict_masks(sam, item["image"][None].to(device), [item["boxes"]])[0]
+        pred = (logits[:, 0, :h, :w] > sam.mask_threshold).cpu().numpy()
+        truth = item["masks"][:, :h, :w].numpy() > 0.5
+        after, before = dsc[i]
+        title = f"prediction: DSC {100 * after:.1f}% (zero-shot {100 * before:.1f}%)"
+        rows.append(
+            [
+                (str(item["name"]), image),
+                ("ground truth", overlay(image, truth)),
+                (title, overlay(image, pred)),
+            ]
+        )
+    return rows
+
+
+def metrics_record(
+    run: FinetuneRun,
+    final: dict,
+    zero: dict,
+    trainer: Trainer,
+    steps: Sequence[dict],
+    seconds: float,
+    train_seconds: float,
+) -> dict[str, Any]:
+    """One flat record: the parameters (rank resolved), the scores as fractions, the time and
+    the trainable parameter counts (what a sweep tabulates)."""
+    device = trainer.env.device
+    return {
+        **{k: v for k, v in run.params.items() if k not in ("output_dir", "metrics_path")},
+        "rank": run.rank,
+        "miou": final["miou"],
+        "mdsc": final["mdsc"],
+        "n_instances": final["n_instances"],
+        "n_images": final["n_images"],
+        "zero_shot_miou": zero["miou"],
+        "zero_shot_mdsc": zero["mdsc"],
+        "seconds": seconds,
+        "train_seconds": train_seconds,
+        "steps": len(steps),
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "trainable_params": trainer.summary.total,
+        "image_encoder_params": trainer.summary.image_encoder,
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine()
+        ),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+    }
+
+
+def write_metrics(path: Path, record: dict[str, Any]) -> None:
+    """The record as JSON, written atomically (a run stopped earlier leaves no file)."""
+    atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(record, indent=1)))

@@ -1,0 +1,204 @@
+"""The harness of notebook 06: two short runs from one start (RM on / RM off), recorded.
+
+    train_set, eval_set = datasets(params)
+    run = train_recorded(params, "learnable", train_set, eval_set)   # RM on
+    run.log["S"][-1]      # the relation matrix after the last step
+
+``train_recorded`` trains with ``cobot_lib.engine.Trainer`` and a callback that keeps, after
+every Adam step, every module's coefficients, the relation matrix S, the base sets c and the
+gradient norm per block; it also keeps the adapter's and the frozen encoder's state before
+training. The tables of principal angles the notebook draws are built here too, from
+``cobot_lib.experiments.analysis``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from segment_anything.modeling import Sam
+
+from ..backbone.sam import input_size
+from ..data.synthetic import SyntheticShapes
+from ..engine.config import config_from_dict
+from ..engine.runtime import check_dataset
+from ..engine.trainer import Trainer, build_datasets
+from ..experiments.analysis import (
+    AdapterView,
+    adapter_views,
+    coefficient_table,
+    gradient_norms_by_block,
+    principal_angles,
+    singular_values,
+    subspace_shift,
+    top_singular_subspace,
+)
+from ..peft import relation_of
+
+__all__ = [
+    "RecordedRun",
+    "datasets",
+    "epochs_for",
+    "frozen_unchanged",
+    "lora_direction_table",
+    "read_angle_table",
+    "run_config",
+    "train_recorded",
+]
+
+
+def run_config(params: dict[str, Any], relation: str, epochs: int) -> dict[str, Any]:
+    """The training configuration of one run (``relation``: "learnable" = RM on, "off")."""
+    p = params
+    return {
+        "name": f"{p['method']}_cobot_rm_{relation}",
+        "output_dir": f"{p['output_dir']}/{{name}}",
+        "model": {
+            "type": p["model_type"],
+            "checkpoint": None if p["checkpoint"] == "random" else p["checkpoint"],
+        },
+        "peft": {
+            "method": p["method"],
+            "rank": p["rank"],
+            "cobot": {"enabled": True, "relation": relation, "seed": p["seed"]},
+        },
+        "data": {
+            "root": None if p["dataset"] == "synthetic" else p["dataset"],
+            "jitter": p["box_jitter_px"],
+        },
+        "optim": {"lr": p["lr"], "weight_decay": 0.0, "epochs": epochs},
+        "runtime": {
+            "seed": p["seed"],
+            "device": p["device"],
+            "max_steps": p["steps"],
+            "resume": "never",
+            "progress": False,
+        },  # fmt: skip
+        "eval": {"enabled": True},
+    }
+
+
+def datasets(params: dict[str, Any]) -> tuple[Any, Any]:
+    """(training, evaluation) sets; an empty one stops here with a ConfigError."""
+    if params["dataset"] == "synthetic":
+        size, seed = input_size(params["model_type"]), params["seed"]
+        train_set = SyntheticShapes(48, size, seed=seed + 1, jitter_px=params["box_jitter_px"])
+        eval_set = SyntheticShapes(16, size, seed=seed + 2, train=False)
+    else:
+        train_set, eval_set = build_datasets(config_from_dict(run_config(params, "learnable", 1)))
+    check_dataset(train_set, "training")
+    check_dataset(eval_set, "evaluation")
+    return train_set, eval_set
+
+
+def epochs_for(params: dict[str, Any], train_set: Any) -> int:
+    """Epochs that cover ``steps`` Adam steps at one image per step."""
+    return math.ceil(params["steps"] / len(train_set))
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().double().cpu().numpy().copy()
+
+
+@dataclass
+class RecordedRun:
+    """One training run and what was recorded along it."""
+
+    sam: Sam
+    before: dict[str, Any]  # views, coefficients, S, c, frozen (encoder), adapter (trainables)
+    log: dict[str, list] = field(default_factory=dict)  # per step: coefficients, S, c, grad
+    loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    views_after: list[AdapterView] = field(default_factory=list)
+
+
+def train_recorded(
+    params: dict[str, Any], relation: str, train_set: Any, eval_set: Any
+) -> RecordedRun:
+    """Train one run (RM ``relation``) for ``params["steps"]`` steps, recording every step."""
+    cfg = config_from_dict(run_config(params, relation, epochs_for(params, train_set)))
+    log: dict[str, list] = {"coefficients": [], "S": [], "c": [], "grad": []}
+    holder: dict[str, Trainer] = {}
+
+    def record(rec: dict) -> None:
+        if rec.get("event") == "step":
+            sam = holder["trainer"].sam
+            log["coefficients"].append(coefficient_table(sam))
+            log["S"].append(_numpy(relation_of(sam).S))
+            log["c"].append(_numpy(relation_of(sam).c))
+            log["grad"].append(gradient_norms_by_block(sam))
+
+    trainer = holder["trainer"] = Trainer(cfg, train_set=train_set, eval_set=eval_set,
+                                          callbacks=[record])  # fmt: skip
+    sam = trainer.sam
+    encoder = sam.image_encoder.named_parameters()
+    before = {
+        "views": adapter_views(sam),
+        "coefficients": coefficient_table(sam),
+        "S": _numpy(relation_of(sam).S),
+        "c": _numpy(relation_of(sam).c),
+        "frozen": {n: p.detach().clone() for n, p in encoder if not p.requires_grad},
+        "adapter": copy.deepcopy(
+            {n: p.detach().clone() for n, p in sam.named_parameters() if p.requires_grad}
+        ),
+    }
+    start = time.perf_counter()
+    history = trainer.fit()
+    seconds = time.perf_counter() - start
+    sam.eval()
+    loss = [r["loss"] for r in history if r["event"] == "step"]
+    return RecordedRun(sam, before, log, loss, seconds, adapter_views(sam))
+
+
+def frozen_unchanged(run: RecordedRun) -> bool:
+    """Whether every frozen encoder weight is bitwise what it was before training."""
+    now = dict(run.sam.image_encoder.named_parameters())
+    return all(torch.equal(value, now[name]) for name, value in run.before["frozen"].items())
+
+
+def read_angle_table(runs: dict[str, RecordedRun], rank: int) -> pd.DataFrame:
+    """Per run and module: the largest and mean principal angle (degrees) between the subspace
+    its effective down map reads before and after training (rank V asserted: W diag(λ) is
+    invertible, so that subspace is the row space of A)."""
+    rows = []
+    for label, run in runs.items():
+        for v0, v1 in zip(run.before["views"], run.views_after, strict=True):
+            assert np.linalg.matrix_rank(v1.down.double().numpy()) == rank, v1.name
+            angles = np.degrees(principal_angles(v0.down.T, v1.down.T))
+            assert angles.shape == (rank,) and ((angles >= 0) & (angles <= 90 + 1e-9)).all()
+            rows.append(
+                {"run": label, "module": v0.name, "block": v0.block,
+                 "max angle (deg)": angles.max(), "mean angle (deg)": angles.mean()}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def lora_direction_table(
+    runs: dict[str, RecordedRun], rank: int, top_k: int, seed: int
+) -> pd.DataFrame:
+    """Per run and LoRA module: how far W0's top-k left singular subspace turned, the smallest
+    angle between ΔW's column space and it, the same for a random V-dim subspace, and
+    σ1(ΔW) / σ1(W0)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, run in runs.items():
+        for v in run.views_after:
+            w0, dw = v.frozen.double().numpy(), v.update.double().numpy()
+            top = top_singular_subspace(w0, top_k)
+            shift = np.degrees(subspace_shift(w0, w0 + dw, top_k))
+            to_top = np.degrees(principal_angles(np.linalg.svd(dw)[0][:, :rank], top))
+            rand = np.degrees(principal_angles(rng.standard_normal((w0.shape[0], rank)), top))
+            assert (shift <= 90 + 1e-9).all() and (to_top <= 90 + 1e-9).all()
+            size = singular_values(dw)[0] / singular_values(w0)[0]
+            rows.append(
+                {"run": label, "module": v.name, "top-k shift (deg)": shift.max(),
+                 "ΔW vs top-k: smallest angle": to_top.min(),
+                 "random vs top-k: smallest angle": rand.min(), "σ1(ΔW) / σ1(W0)": size}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
