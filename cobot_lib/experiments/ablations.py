@@ -143,6 +143,7 @@ def train_config(spec: AblationSpec, output_dir: str | os.PathLike) -> TrainConf
         "runtime.progress=false",
         "runtime.resume=never",
         "runtime.device=cpu",
+        "data.val_split=null",  # the grid's protocol: the last step's adapter, no selection
         f"model.checkpoint={'foundation' if spec.checkpoint == 'foundation' else 'null'}",
         f"output_dir={Path(output_dir).as_posix()}",
     ]
