@@ -174,6 +174,8 @@ def write_sources(executed: Sequence[Path], source: Path) -> tuple[list[str], in
     chapters, appendix, figures = [], [], 0
     for path in executed:
         nb = nbformat.read(path, as_version=4)
+        if not _title(nb, ""):  # Sphinx leaves a page without a heading out of the toctree
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {path.stem}"))
         figures += prepare_notebook(nb)
         nbformat.write(nb, source / path.name)
         entry = (path.stem, _title(nb, path.stem))
