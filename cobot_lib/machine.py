@@ -11,8 +11,9 @@ training step took 1,331 ms with 2 threads against 474 ms with 1. So the CLIs, t
 the notebooks and the scripts set the thread count from the CPUs this process may really use
 (its affinity mask and its cgroup CPU quota) minus the CPUs that other processes keep busy now
 (from /proc/stat over a short window), at least 1. The user overrides it with
-``$COBOT_THREADS`` (a number) or a command-line option; README.md has the measurements behind
-this choice (benchmarks/bench_threads.py).
+``$COBOT_THREADS`` (a number) or a command-line option, a launcher or scheduler with
+``$OMP_NUM_THREADS``; README.md has the measurements behind this choice
+(benchmarks/bench_threads.py).
 """
 
 from __future__ import annotations
@@ -108,15 +109,19 @@ def busy_cpus(window: float = 0.2) -> float:
 
 
 def choose_threads(requested: int | None = None) -> int:
-    """The torch thread count: ``requested``, else ``$COBOT_THREADS``, else the free CPUs.
+    """The torch thread count: ``requested``, else ``$COBOT_THREADS``, else ``$OMP_NUM_THREADS``
+    (what a launcher or scheduler allotted: a sweep's job with 1 CPU must not take 2), else the
+    free CPUs.
 
     Free CPUs = available_cpus() minus the CPUs others keep busy (rounded to the nearest whole
     CPU), at least 1.
     """
-    if requested is None and os.environ.get("COBOT_THREADS", "").strip():
-        text = os.environ["COBOT_THREADS"].strip()
+    for variable in ("COBOT_THREADS", "OMP_NUM_THREADS"):
+        text = os.environ.get(variable, "").strip()
+        if requested is not None or not text:
+            continue
         if not text.isdigit() or int(text) < 1:
-            raise ValueError(f"COBOT_THREADS={text!r}; expected a positive whole number")
+            raise ValueError(f"{variable}={text!r}; expected a positive whole number")
         requested = int(text)
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:

@@ -47,6 +47,7 @@ def test_usable_cpus_follow_the_affinity_mask():
 
 def test_a_busy_competitor_is_seen_and_takes_a_thread(monkeypatch):
     monkeypatch.delenv("COBOT_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         assert machine.busy_cpus(0.5) >= 0.7
@@ -71,6 +72,20 @@ def test_the_user_overrides_the_policy(monkeypatch):
             machine.choose_threads()
     with pytest.raises(ValueError, match="positive whole number"):
         machine.choose_threads(0)
+
+
+def test_a_launchers_allotment_is_kept_unless_the_user_says_otherwise(monkeypatch):
+    """A scheduler that gives a job 1 CPU says so with OMP_NUM_THREADS; the job must not take
+    the machine's free CPUs instead (a sweep's submitit job once ran 2 threads on 1 CPU)."""
+    monkeypatch.delenv("COBOT_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert machine.choose_threads() == 1
+    monkeypatch.setenv("COBOT_THREADS", "2")
+    assert machine.choose_threads() == 2  # the user's own setting wins
+    monkeypatch.delenv("COBOT_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="OMP_NUM_THREADS='many'"):
+        machine.choose_threads()
 
 
 def test_thread_benchmark_worker_times_real_pretraining_steps():
