@@ -15,7 +15,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from cobot_lib.notebook.walkthrough import discover, estimate_remaining, expected_seconds, main
+from cobot_lib.notebook.walkthrough import (
+    choose_jobs,
+    discover,
+    estimate_remaining,
+    expected_seconds,
+    main,
+)
 
 KERNEL = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
 
@@ -60,7 +66,8 @@ def walk(notebooks, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "walk"
     proc = subprocess.run(
         [sys.executable, "-m", "cobot_lib.walkthrough", "--notebooks", str(notebooks)]
-        + ["--out", str(out), "--heartbeat", "0", "--book", str(out.parent / "book")],
+        + ["--out", str(out), "--heartbeat", "0", "--book", str(out.parent / "book")]
+        + ["--jobs", "2"],  # both at once, in worker processes
         capture_output=True,
         text=True,
         timeout=300,
@@ -146,6 +153,29 @@ def test_book_of_every_executed_copy(walk):
     assert f"book: {book / 'index.html'}" in proc.stdout
 
 
+def test_one_at_a_time_gives_the_same_rows_as_in_parallel(walk, notebooks, tmp_path, capsys):
+    """--jobs 1 runs in this process, in reading order; the rows match the parallel run's."""
+    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--jobs", "1"]
+                + ["--skip-html", "--skip-book", "--heartbeat", "0"]) == 1  # fmt: skip
+    text = capsys.readouterr().out
+    assert text.index("[1/2] 01_ok.ipynb: ok in") < text.index("[2/2] 02_fails.ipynb: starting")
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    parallel = list(csv.DictReader((walk[1] / "summary.csv").open()))
+    assert [(r["notebook"], r["status"]) for r in rows] == [
+        (r["notebook"], r["status"]) for r in parallel
+    ]
+
+
+def test_jobs_share_the_thread_budget(monkeypatch, capsys, notebooks, tmp_path):
+    monkeypatch.setenv("COBOT_THREADS", "4")
+    assert choose_jobs(2, 5) == (2, 2)  # 4 threads for the run: 2 kernels x 2 threads
+    assert choose_jobs(3, 2) == (2, 2)  # never more jobs than notebooks
+    monkeypatch.setenv("COBOT_THREADS", "1")
+    assert choose_jobs(None, 5)[1] == 1
+    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--jobs", "0"]) == 2
+    assert "--jobs 0: expected a positive whole number" in capsys.readouterr().err
+
+
 def test_appendix_runs_after_the_numbered_notebooks(tmp_path):
     for name in ("A1_extra", "02_b", "01_a"):
         _write(tmp_path / f"{name}.ipynb", [new_code_cell("1")])
@@ -202,7 +232,7 @@ def test_ctrl_c_writes_the_summary_and_exits_130(notebooks, tmp_path, monkeypatc
         return wt.NotebookResult(path.stem, "ok", 1.5, "x.ipynb", "x.html")
 
     monkeypatch.setattr(wt, "run_one", fake_run_one)
-    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path)]) == 130
+    assert main(["--notebooks", str(notebooks), "--out", str(tmp_path), "--jobs", "1"]) == 130
     rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
     assert [(r["notebook"], r["status"]) for r in rows] == [
         ("01_ok", "ok"),

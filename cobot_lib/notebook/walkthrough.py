@@ -1,7 +1,7 @@
 """The walkthrough: execute every notebook with its default parameters, export HTML, summarise.
 
     python -m cobot_lib.walkthrough [--out runs/walkthrough] [--only 01,02] [--skip-html]
-                                    [--book runs/book | --skip-book]
+                                    [--jobs N] [--book runs/book | --skip-book]
 
 This is what the README's ``python3 workbook.py run`` does after the set-up and the tiny
 foundation model. For each ``notebooks/NN_*.ipynb`` in reading order it
@@ -23,6 +23,10 @@ output paths, error), builds the HTML book of the executed notebooks (``--book``
 JavaScript runs and static pictures where not) and says how to work interactively
 (``jupyter lab notebooks/``). Appendix notebooks (``A1_*.ipynb``) run after the numbered ones.
 
+Notebooks are independent, so ``--jobs N`` runs N at once in worker processes (default: one per
+free CPU, each kernel with one torch thread; ``choose_jobs``); progress lines say which started
+and finished, and the summary keeps reading order.
+
 A failing notebook does not stop the walkthrough: the failure (notebook, cell, error) is
 reported at once and in the summary, its executed copy and HTML still show the traceback, the
 remaining notebooks run, and the exit status is 1. (Later notebooks do not depend on earlier
@@ -35,22 +39,24 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import logging
-import re
+import multiprocessing
+import os
 import sys
-import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import nbformat
 
+from ..machine import available_cpus, busy_cpus, choose_threads
 from .book import BookError, build_book
+from .execution import NotebookResult, fmt_seconds, run_one, say, shown
 
 __all__ = [
     "NotebookResult",
     "WalkthroughError",
+    "choose_jobs",
     "discover",
     "estimate_remaining",
     "expected_seconds",
@@ -60,36 +66,12 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
-PLOTLY_JS = "plotly.min.js"
 DEFAULT_SECONDS = 60.0  # expected time of a notebook with no stored duration and nothing measured
 PRIOR_SECONDS = 60.0  # how much measured time it takes to trust the measured speed-up
 
 
 class WalkthroughError(ValueError):
     """Bad arguments: a missing folder, no notebooks, an --only that selects nothing."""
-
-
-def say(message: str) -> None:
-    print(f"[walkthrough] {message}", flush=True)
-
-
-def fmt_seconds(seconds: float) -> str:
-    """12.3 -> '12 s', 754 -> '12 min 34 s'."""
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
-
-
-@dataclass
-class NotebookResult:
-    """One row of the summary."""
-
-    notebook: str
-    status: str = "not run"  # ok | failed | interrupted
-    seconds: float = 0.0
-    executed: str = ""
-    html: str = ""
-    error: str = ""
 
 
 # --- which notebooks, and how long they should take -------------------------------------------
@@ -186,141 +168,7 @@ def estimate_remaining(
     return sum(e * scale if e else unknown for e in pending)
 
 
-# --- executing one notebook -------------------------------------------------------------------
-
-
-class _CellTracker(logging.Handler):
-    """Remembers which cell papermill is executing (from its 'Executing Cell N' log lines)."""
-
-    PATTERN = re.compile(r"Executing Cell (\d+)")
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.cell = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = self.PATTERN.search(record.getMessage())
-        if match:
-            self.cell = int(match.group(1))
-
-
-def _heartbeat(stop: threading.Event, every: float, name: str, cells: int, tracker, t0) -> None:
-    while not stop.wait(every):
-        say(
-            f"  ... {name}: cell {tracker.cell}/{cells} running, "
-            f"{fmt_seconds(time.perf_counter() - t0)} so far"
-        )
-
-
-def execute(path: Path, executed: Path, heartbeat: float = 30.0) -> str:
-    """Run ``path`` with papermill into ``executed``; '' on success, else 'cell N: Error: msg'."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    logger = logging.getLogger("papermill")
-    tracker = _CellTracker()
-    logger.addHandler(tracker)
-    old_level, old_propagate = logger.level, logger.propagate
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # the notebooks' own output stays in the executed copy
-    cells = len(nbformat.read(path, as_version=4).cells)
-    stop = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat,
-        args=(stop, heartbeat, path.name, cells, tracker, time.perf_counter()),
-        daemon=True,
-    )
-    if heartbeat > 0:
-        beat.start()
-    try:
-        papermill.execute_notebook(
-            str(path),
-            str(executed),
-            parameters={},
-            cwd=str(path.parent),
-            progress_bar=False,
-            log_output=True,  # papermill logs "Executing Cell N" (to the tracker, not printed)
-        )
-        return ""
-    except PapermillExecutionError as err:
-        # cell_index counts every cell (markdown too) from 0, as the notebook file lists them
-        return f"cell {err.cell_index + 1} (In [{err.exec_count}]): {err.ename}: {err.evalue}"
-    except Exception as err:  # kernel died, timeout, unreadable notebook: still a row
-        return f"cell {tracker.cell}: {type(err).__name__}: {err}"
-    finally:
-        stop.set()
-        drop_widget_state(executed)
-        logger.removeHandler(tracker)
-        logger.setLevel(old_level)
-        logger.propagate = old_propagate
-
-
-def drop_widget_state(executed: Path) -> None:
-    """Remove the widget state nbclient stores (plotly's FigureWidget puts all of plotly.js,
-    about 5 MB, into it); without a kernel the widgets show their static pictures instead."""
-    if not executed.is_file():
-        return
-    nb = nbformat.read(executed, as_version=4)
-    if nb.metadata.pop("widgets", None) is not None:
-        nbformat.write(nb, executed)
-
-
-# --- HTML export --------------------------------------------------------------------------------
-
-_LOADER = (
-    # plotly.min.js is UMD: with require.js on the page (nbconvert's template loads it) it would
-    # register as an anonymous AMD module and never define window.Plotly; hide `define` meanwhile.
-    "<script>window.__cobotDefine = window.define; window.define = undefined;</script>"
-    f'<script src="{PLOTLY_JS}"></script>'
-    "<script>window.define = window.__cobotDefine;</script>"
-)
-
-
-def _plotly_to_html(nb: nbformat.NotebookNode) -> int:
-    """Give every plotly mime output an HTML rendering (nbconvert has none); returns the count."""
-    import plotly.io as pio
-
-    count = 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if PLOTLY_MIME not in data or "text/html" in data:
-                continue
-            div = pio.to_html(
-                dict(data[PLOTLY_MIME]),
-                include_plotlyjs=False,
-                full_html=False,
-                validate=False,
-                default_height="450px",
-            )
-            data["text/html"] = (_LOADER if count == 0 else "") + div
-            count += 1
-    return count
-
-
-def export_html(executed: Path, html: Path) -> None:
-    """nbconvert's HTML (lab template) of an executed notebook, figures included."""
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(executed, as_version=4)
-    if _plotly_to_html(nb):
-        js = html.parent / PLOTLY_JS
-        if not js.is_file():
-            import plotly.offline
-
-            js.write_text(plotly.offline.get_plotlyjs(), encoding="utf-8")
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
-    html.write_text(body, encoding="utf-8")
-
-
 # --- the walkthrough ----------------------------------------------------------------------------
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def write_summary(results: Sequence[NotebookResult], out: Path, total: float) -> None:
@@ -349,72 +197,130 @@ def write_summary(results: Sequence[NotebookResult], out: Path, total: float) ->
     (out / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run_one(path: Path, out: Path, html: bool = True, heartbeat: float = 30.0) -> NotebookResult:
-    """Execute one notebook into ``out`` and export its HTML; never raises for a failed notebook."""
-    result = NotebookResult(path.stem)
-    executed = out / path.name
-    t0 = time.perf_counter()
-    result.error = execute(path, executed, heartbeat)
-    result.seconds = time.perf_counter() - t0
-    result.status = "failed" if result.error else "ok"
-    if executed.is_file():
-        result.executed = _shown(executed)
-        if html:
-            try:
-                export_html(executed, out / f"{path.stem}.html")
-                result.html = _shown(out / f"{path.stem}.html")
-            except Exception as err:  # the notebook ran; a failed export is reported, not fatal
-                result.error += f"{'; ' if result.error else ''}HTML export: {err}"
-                result.status = "failed"
-    return result
+def choose_jobs(requested: int | None, count: int) -> tuple[int, int]:
+    """(notebooks run at once, torch threads per notebook kernel).
+
+    By default as many notebooks as there are free CPUs (``cobot_lib.machine``: affinity, cgroup
+    quota, minus what other processes keep busy), each kernel with one thread: on 2 free cores
+    two notebooks with one thread each finish sooner than one after the other with two, and
+    never oversubscribe. ``$COBOT_THREADS`` / ``$OMP_NUM_THREADS``, when set, are the whole run's
+    thread budget and are shared among the jobs.
+    """
+    if requested is not None and requested < 1:
+        raise WalkthroughError(f"--jobs {requested}: expected a positive whole number")
+    budget = choose_threads()
+    free = max(1, available_cpus() - round(busy_cpus()))
+    jobs = max(1, min(count, requested or min(free, budget)))
+    return jobs, max(1, budget // jobs)
+
+
+def _announce(i: int, n: int, path: Path, t0: float, remaining: float | None = None) -> None:
+    """The '[i/n] name: starting' line (``t0``: the walkthrough's start, wall-clock seconds)."""
+    estimate = "" if remaining is None else f", estimated remaining ~{fmt_seconds(remaining)}"
+    say(f"[{i + 1}/{n}] {path.name}: starting (elapsed {fmt_seconds(time.time() - t0)}{estimate})")
+
+
+def _run_numbered(
+    i: int, n: int, path: Path, out: Path, html: bool, heartbeat: float, t0: float
+) -> NotebookResult:
+    """A worker process's job: announce notebook ``i`` of ``n``, then ``run_one``."""
+    _announce(i, n, path, t0)
+    return run_one(path, out, html, heartbeat)
 
 
 def run(
-    notebooks: Sequence[Path], out: Path, html: bool = True, heartbeat: float = 30.0
+    notebooks: Sequence[Path],
+    out: Path,
+    html: bool = True,
+    heartbeat: float = 30.0,
+    jobs: int = 1,
 ) -> list[NotebookResult]:
-    """Execute, export and summarise ``notebooks`` into ``out``; progress goes to stdout."""
+    """Execute, export and summarise ``notebooks`` into ``out``; progress goes to stdout.
+
+    ``jobs`` > 1 runs that many notebooks at once in worker processes, longest expected first
+    (the shortest overall time for independent jobs of known length); the summary keeps reading
+    order. The caller sets the kernels' threads (``main`` does, through ``$COBOT_THREADS``).
+    """
     out.mkdir(parents=True, exist_ok=True)
     expected = [expected_seconds(p) for p in notebooks]
-    start = time.perf_counter()
+    start, t0 = time.perf_counter(), time.time()
     done: list[tuple[float | None, float]] = []
-    results: list[NotebookResult] = []
+    results: dict[int, NotebookResult] = {}
     n = len(notebooks)
+    at_once = f", {jobs} at a time" if jobs > 1 else ""
     say(
-        f"{n} notebooks -> {_shown(out)}; estimated "
-        f"{fmt_seconds(estimate_remaining([], expected))} (from their stored run times)"
+        f"{n} notebooks -> {shown(out)}; estimated "
+        f"{fmt_seconds(estimate_remaining([], expected) / jobs)} (from their stored run times"
+        f"{at_once})"
     )
+
+    def finished(i: int, result: NotebookResult) -> None:
+        results[i] = result
+        done.append((expected[i], result.seconds))
+        pending = [expected[j] for j in range(n) if j not in results]
+        left = estimate_remaining(done, pending) / jobs
+        tail = f"estimated remaining ~{fmt_seconds(left)}" if pending else "last one"
+        name = notebooks[i].name
+        if result.status == "ok":
+            say(f"[{i + 1}/{n}] {name}: ok in {fmt_seconds(result.seconds)}; {tail}")
+            return
+        say(f"[{i + 1}/{n}] {name}: FAILED after {fmt_seconds(result.seconds)} "
+            f"at {result.error}; {tail}")  # fmt: skip
+        if result.executed:
+            more = "; continuing with the rest" if pending else ""
+            say(f"    the traceback is in {result.executed}{more}")
+
     try:
-        for i, path in enumerate(notebooks):
-            say(
-                f"[{i + 1}/{n}] {path.name}: starting "
-                f"(elapsed {fmt_seconds(time.perf_counter() - start)}, "
-                f"estimated remaining ~{fmt_seconds(estimate_remaining(done, expected[i:]))})"
-            )
-            result = run_one(path, out, html, heartbeat)
-            done.append((expected[i], result.seconds))
-            results.append(result)
-            left = estimate_remaining(done, expected[i + 1 :])
-            tail = f"estimated remaining ~{fmt_seconds(left)}" if i + 1 < n else "last one"
-            if result.status == "ok":
-                say(f"[{i + 1}/{n}] {path.name}: ok in {fmt_seconds(result.seconds)}; {tail}")
-                continue
-            say(
-                f"[{i + 1}/{n}] {path.name}: FAILED after {fmt_seconds(result.seconds)} "
-                f"at {result.error}; {tail}"
-            )
-            if result.executed:
-                more = "; continuing with the rest" if i + 1 < n else ""
-                say(f"    the traceback is in {result.executed}{more}")
+        if jobs == 1:
+            for i, path in enumerate(notebooks):
+                _announce(i, n, path, t0, estimate_remaining(done, expected[i:]))
+                finished(i, run_one(path, out, html, heartbeat))
+        else:
+            _run_parallel(notebooks, out, html, heartbeat, jobs, expected, t0, finished)
     except KeyboardInterrupt:
         say("interrupted; the summary lists what ran")
-        results += [NotebookResult(p.stem, status="interrupted") for p in notebooks[len(results) :]]
-    write_summary(results, out, time.perf_counter() - start)
-    return results
+    ordered = [results.get(i, NotebookResult(p.stem, status="interrupted"))
+               for i, p in enumerate(notebooks)]  # fmt: skip
+    write_summary(ordered, out, time.perf_counter() - start)
+    return ordered
+
+
+def _run_parallel(
+    notebooks: Sequence[Path],
+    out: Path,
+    html: bool,
+    heartbeat: float,
+    jobs: int,
+    expected: Sequence[float | None],
+    t0: float,
+    finished: Callable[[int, NotebookResult], None],
+) -> None:
+    """``run``'s parallel branch: a pool of ``jobs`` spawned workers, longest notebook first."""
+    n = len(notebooks)
+    order = sorted(range(n), key=lambda i: -(expected[i] or DEFAULT_SECONDS))
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    futures: dict[Future, int] = {
+        pool.submit(_run_numbered, i, n, notebooks[i], out, html, heartbeat, t0): i for i in order
+    }
+    try:
+        pending = set(futures)
+        while pending:
+            ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(ready, key=futures.__getitem__):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except Exception as err:  # the worker died (killed, out of memory)
+                    error = f"worker: {type(err).__name__}: {err}"
+                    result = NotebookResult(notebooks[i].stem, "failed", error=error)
+                finished(i, result)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _jupyter_hint() -> str:
     jupyter = Path(sys.executable).parent / "jupyter"
-    return f"{_shown(jupyter) if jupyter.is_file() else 'jupyter'} lab notebooks/"
+    return f"{shown(jupyter) if jupyter.is_file() else 'jupyter'} lab notebooks/"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -433,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--heartbeat", type=float, default=30.0, help="seconds between progress lines (0: none)"
     )
+    parser.add_argument(
+        "--jobs", type=int, help="notebooks at once (default: the free CPUs, one thread each)"
+    )
     parser.add_argument("--book", default="runs/book", help="folder of the HTML book (replaced)")
     parser.add_argument("--skip-book", action="store_true", help="do not build the HTML book")
     args = parser.parse_args(argv)
@@ -442,13 +351,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WalkthroughError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        jobs, threads = choose_jobs(args.jobs, len(notebooks))
+    except (WalkthroughError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     start = time.perf_counter()
-    results = run(notebooks, out, html=not args.skip_html, heartbeat=args.heartbeat)
+    kernels = {"COBOT_THREADS": str(threads)} if jobs > 1 else {}
+    saved = {k: os.environ.get(k) for k in kernels}
+    os.environ.update(kernels)  # the kernels inherit it through the workers
+    try:
+        results = run(notebooks, out, html=not args.skip_html, heartbeat=args.heartbeat, jobs=jobs)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     failed = [r for r in results if r.status != "ok"]
-    say(
-        f"done in {fmt_seconds(time.perf_counter() - start)}; summary: {_shown(out / 'summary.md')}"
-    )
+    say(f"done in {fmt_seconds(time.perf_counter() - start)}; summary: {shown(out / 'summary.md')}")
     for line in (out / "summary.md").read_text(encoding="utf-8").splitlines()[4:]:
         print(line)
     if failed:
@@ -471,13 +393,13 @@ def _book(results: Sequence[NotebookResult], folder: Path) -> bool:
     executed = [Path(r.executed) for r in results if r.executed]
     if not executed:
         return True
-    say(f"building the book of {len(executed)} executed notebooks -> {_shown(folder)}")
+    say(f"building the book of {len(executed)} executed notebooks -> {shown(folder)}")
     try:
         book = build_book(executed, folder)
     except BookError as err:
         say(f"the book FAILED: {err}")
         return False
-    say(f"book: {_shown(book.index)} ({book.figures} figures, {book.seconds:.0f} s); "
+    say(f"book: {shown(book.index)} ({book.figures} figures, {book.seconds:.0f} s); "
         "open it in a browser")  # fmt: skip
     return True
 
