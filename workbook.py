@@ -3,13 +3,17 @@
 
     python3 workbook.py test   # create .venv, install everything, lint, run all tests and notebooks
     python3 workbook.py test --slow   # ... and rebuild the foundation model (~25 min on 1 thread)
-    python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 06,
-                               # appendix A1) and build the book: runs/book/index.html
-    python3 workbook.py setup  # only create .venv and install
+    python3 workbook.py run    # create .venv, install the notebooks' packages, run the walkthrough
+                               # (every notebook, in parallel on the free CPUs) and build the
+                               # book: runs/book/index.html
+    python3 workbook.py setup  # only create .venv and install everything
 
-The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml) makes a
-second call skip the install. Neither command pretrains: the tiny foundation model ships with the
-repository (cobot_lib/backbone/weights/, checked by its card's SHA-256).
+The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml and the
+extras installed) makes a later call skip the install. pip runs with --no-compile: installing
+torch and torchvision took 202 s with byte-compilation and 42 s without (shared 2-core Xeon),
+and Python compiles the few modules a run imports when it first imports them. Neither command
+pretrains: the tiny foundation model ships with the repository (cobot_lib/backbone/weights/,
+checked by its card's SHA-256).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 STAMP = VENV / ".cobot-install-stamp"
-EXTRAS = "notebooks,dev"
+EVERYTHING = ("notebooks", "dev")  # test and setup
+NOTEBOOKS_ONLY = ("notebooks",)  # run: no test tools, linters or browser drivers
 
 
 def say(message: str) -> None:
@@ -41,22 +46,31 @@ def run(*args: str | os.PathLike, env: dict | None = None) -> None:
         sys.exit(result.returncode)
 
 
-def setup() -> None:
-    """Create .venv and install the package with its extras (skipped when already current)."""
+def installed_extras(wanted_hash: str) -> set[str]:
+    """The extras the stamp says are installed for this pyproject.toml (none if it changed)."""
+    if not (PYTHON.exists() and STAMP.exists()):
+        return set()
+    digest, _, extras = STAMP.read_text().strip().partition(" ")
+    return set(extras.split(",")) if digest == wanted_hash and extras else set()
+
+
+def setup(extras: tuple[str, ...] = EVERYTHING) -> None:
+    """Create .venv and install the package with ``extras`` (skipped when already there)."""
     if sys.version_info < (3, 10):  # noqa: UP036 (this file runs before any install)
         sys.exit(f"Python >= 3.10 is needed, this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if PYTHON.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+    have = installed_extras(wanted)
+    if set(extras) <= have:
         say("environment is up to date (.venv)")
         return
     start = time.time()
     if not PYTHON.exists():
         say("creating .venv")
         venv.create(VENV, with_pip=True)
-    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]")
+    both = sorted(have | set(extras))
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--no-compile", "-e", f".[{','.join(both)}]")
     run(PYTHON, "-m", "ipykernel", "install", "--sys-prefix", "--name", "python3")
-    STAMP.write_text(wanted)
+    STAMP.write_text(f"{wanted} {','.join(both)}")
     say(f"installed in {time.time() - start:.0f} s")
 
 
@@ -86,7 +100,7 @@ def test() -> None:
 
 
 def main_job() -> None:
-    setup()
+    setup(NOTEBOOKS_ONLY)
     ensure_browser()
     run(PYTHON, "-m", "cobot_lib.walkthrough", *sys.argv[2:])
 
