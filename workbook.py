@@ -3,7 +3,7 @@
 
     python3 workbook.py test   # create .venv, install everything, lint, run all tests and notebooks
     python3 workbook.py test --slow   # ... and rebuild the foundation model (~25 min on 1 thread)
-    python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 06,
+    python3 workbook.py run    # create .venv, install everything, run the walkthrough (01 -> 07,
                                # appendix A1) and build the book: runs/book/index.html
     python3 workbook.py setup  # only create .venv and install
 
