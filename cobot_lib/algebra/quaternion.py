@@ -53,7 +53,8 @@ def _check_same_dtype(op: str, p: torch.Tensor, q: torch.Tensor) -> None:
 
 
 def hamilton_product(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """p (x) q for tensors (..., 4) that broadcast (Eq. 20 with N = 4).
+    """p (x) q for tensors (..., 4) that broadcast: the Hamilton product (Sec. 4.3). Eq. 20 as
+    printed (each bracket times j_i on the right) gives q (x) p instead (notebook 02).
 
     Written out from the basis rules: with p = a0 + a (vector a) and q = b0 + b,
     p q = (a0 b0 - a.b) + (a0 b + b0 a + a x b).
