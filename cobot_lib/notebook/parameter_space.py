@@ -30,7 +30,9 @@ import pandas as pd
 import torch
 from segment_anything.modeling import Sam
 
+from ..algebra.quaternion import block_matrix
 from ..backbone.foundation import load_foundation_model
+from ..backbone.prompting import predict_masks
 from ..backbone.sam import build_sam, input_size
 from ..data.synthetic import SyntheticShapes
 from ..engine.config import config_from_dict
@@ -58,6 +60,8 @@ __all__ = [
     "frozen_unchanged",
     "row_spread",
     "lora_direction_table",
+    "mask_logits",
+    "orthogonality_gap",
     "read_angle_table",
     "run_config",
     "train_recorded",
@@ -295,3 +299,25 @@ def fold_into_plain(sam: Sam, with_head: bool = True) -> Sam:
             dst.adapter_norm.load_state_dict(src.adapter_norm.state_dict())
             dst.adapter_up.load_state_dict(src.adapter_up.state_dict())
     return plain.train(sam.training)
+
+
+def mask_logits(sam: Sam, items: list[dict]) -> torch.Tensor:
+    """The mask logits of ``sam`` (eval mode, no gradient) for every box of every item,
+    concatenated: one tensor to compare two models on the same prompts."""
+    sam.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [
+                predict_masks(sam, torch.as_tensor(it["image"])[None],
+                              [torch.as_tensor(it["boxes"]).float()])[0]
+                for it in items
+            ]
+        )  # fmt: skip
+
+
+def orthogonality_gap(weight: torch.Tensor) -> float:
+    """max |W^T W - I| of a head: a real (V, V) matrix, or quaternion weights (V/4, V/4, 4)
+    read as their block matrix."""
+    w = weight.detach().double()
+    w = w if w.dim() == 2 else block_matrix(w)
+    return float((w.T @ w - torch.eye(w.shape[1], dtype=torch.float64)).abs().max())
