@@ -30,9 +30,12 @@ from cobot_lib.notebook.anatomy import trace_stages
 from cobot_lib.notebook.finetune import missing_weights, weight_fingerprints
 from cobot_lib.notebook.parameter_space import (
     fold_into_plain,
+    fresh_model,
     frozen_unchanged,
+    orthogonality_gap,
     row_spread,
     train_recorded,
+    train_short,
 )
 from cobot_lib.notebook.params import (
     ParameterError,
@@ -40,7 +43,7 @@ from cobot_lib.notebook.params import (
     check_hamilton,
     check_parameter_space,
 )
-from cobot_lib.peft import apply_peft, peft_config_of
+from cobot_lib.peft import apply_peft, peft_config_of, relation_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "docs" / "results" / "ablations_demo.csv"
@@ -186,6 +189,29 @@ def test_row_spread_is_max_minus_min_of_each_row_of_s_minus_i():
     spread, mean = row_spread(S)
     np.testing.assert_allclose(spread, [0.0, 0.4, 0.0], atol=1e-15)
     np.testing.assert_allclose(mean, [0.1, 0.0, 0.0], atol=1e-15)
+
+
+def test_fresh_model_switches_and_train_short_records_S(tmp_path):
+    params = {"model_type": "tiny", "checkpoint": "random", "dataset": "synthetic",
+              "method": "lora", "rank": 4, "steps": 2, "lr": 1e-2, "box_jitter_px": 0.0,
+              "seed": 0, "device": "cpu", "output_dir": str(tmp_path)}  # fmt: skip
+    plain = fresh_model(params, cobot=False, down_init_scale=2.0)
+    assert peft_config_of(plain).cobot is None and peft_config_of(plain).down_init_scale == 2.0
+    sam = fresh_model(params, base_init="perturbed")
+    c = relation_of(sam).c.detach()
+    assert peft_config_of(sam).cobot.base_init == "perturbed" and not torch.equal(
+        c, torch.ones_like(c)
+    )
+    items = list(SyntheticShapes(2, input_size("tiny"), seed=1))
+    history = train_short(sam, items, 2, 1e-2)
+    assert len(history) == 3 and np.array_equal(history[0], np.eye(24))
+    assert not np.array_equal(history[-1], history[0])  # S trained
+
+
+def test_orthogonality_gap_of_a_matrix_and_of_quaternion_weights():
+    q = torch.tensor([[[0.6, 0.0, 0.8, 0.0]]], dtype=torch.float64)  # a unit quaternion
+    assert orthogonality_gap(q) < 1e-12
+    assert orthogonality_gap(2 * torch.eye(3)) == pytest.approx(3.0)  # 4 I - I
 
 
 # --- 05: verdict re-check and re-run tolerance ----------------------------------------------
