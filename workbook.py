@@ -4,8 +4,8 @@
     python3 workbook.py test   # create .venv, install everything, lint, run all tests and notebooks
     python3 workbook.py test --slow   # ... and rebuild the foundation model (~25 min on 1 thread)
     python3 workbook.py run    # create .venv, install the notebooks' packages, run the walkthrough
-                               # (every notebook, in parallel on the free CPUs) and build the
-                               # book: runs/book/index.html
+                               # (01 -> 07 and appendix A1, in parallel on the free CPUs)
+                               # and build the book: runs/book/index.html
     python3 workbook.py setup  # only create .venv and install everything
 
 The virtual environment lives in ./.venv; an install stamp (a hash of pyproject.toml and the

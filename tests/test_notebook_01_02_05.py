@@ -1,5 +1,5 @@
 """Notebooks 01, 02, 05 and appendix A1 stop in their parameter-check cell, with a clear
-message, on bad papermill parameters (as 03, 04 and 06 do: tests/test_notebook_03_06.py,
+message, on bad papermill parameters (as 03, 04, 06 and 07 do: tests/test_notebook_03_06_07.py,
 test_notebook_04.py).
 
 Each case runs the real notebook through papermill with bad ``-p`` values and checks that the
@@ -9,7 +9,7 @@ what was expected. Their default runs are checked by nbval and tests/test_walkth
 
 from __future__ import annotations
 
-from test_notebook_03_06 import _fails
+from test_notebook_03_06_07 import _fails
 
 
 def _stopped_at_check(err, check: str) -> None:

@@ -1,5 +1,5 @@
 """The notebook code that moved into cobot_lib/notebook (issue 17): parameter checks, 04's and
-06's harnesses, 03's stage trace, 05's verdict re-check and re-run tolerance, the overlays.
+06's and 07's harnesses, 03's stage trace, 05's verdict re-check and re-run tolerance, the overlays.
 
 Oracles: closed forms (alpha blending, the model spec's shapes), hashlib on a changed weight,
 numpy's standard deviation over rows picked with plain pandas, a tampered table that must fail.
@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cobot_lib.backbone.prompting import predict_masks
 from cobot_lib.backbone.sam import SAM_SPECS, build_sam, input_size
 from cobot_lib.data.synthetic import SyntheticShapes
 from cobot_lib.experiments.ablation_report import (
@@ -27,14 +28,22 @@ from cobot_lib.experiments.ablations import read_results
 from cobot_lib.notebook import viz
 from cobot_lib.notebook.anatomy import trace_stages
 from cobot_lib.notebook.finetune import missing_weights, weight_fingerprints
-from cobot_lib.notebook.parameter_space import frozen_unchanged, train_recorded
+from cobot_lib.notebook.parameter_space import (
+    fold_into_plain,
+    fresh_model,
+    frozen_unchanged,
+    orthogonality_gap,
+    row_spread,
+    train_recorded,
+    train_short,
+)
 from cobot_lib.notebook.params import (
     ParameterError,
     check_finetune,
     check_hamilton,
     check_parameter_space,
 )
-from cobot_lib.peft import apply_peft
+from cobot_lib.peft import apply_peft, peft_config_of, relation_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ROOT / "docs" / "results" / "ablations_demo.csv"
@@ -154,6 +163,55 @@ def test_train_recorded_logs_every_step(tmp_path):
     assert len(run.loss) == 2 and all(len(v) == 2 for v in run.log.values())
     assert all(np.array_equal(S, np.eye(24)) for S in run.log["S"])  # RM off: S stays I
     assert frozen_unchanged(run) and len(run.views_after) == 24
+
+
+@pytest.mark.parametrize("method", ["lora", "adaptformer"])
+def test_fold_into_plain_computes_the_same_masks(tiny_sam, tiny_batch, method):
+    """07's reparametrisation: the plain method with A' = W diag(lambda) A gives the same masks;
+    folding diag(lambda) without W does not (so the comparison can fail)."""
+    apply_peft(tiny_sam, method, cobot=True)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in tiny_sam.named_parameters():
+            if p.requires_grad and not name.startswith("mask_decoder"):
+                p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    tiny_sam.eval()
+    plain, wrong = fold_into_plain(tiny_sam), fold_into_plain(tiny_sam, with_head=False)
+    assert peft_config_of(plain).cobot is None and peft_config_of(plain).method == method
+    with torch.no_grad():
+        out = [torch.cat(predict_masks(m.eval(), *tiny_batch)) for m in (tiny_sam, plain, wrong)]
+    torch.testing.assert_close(out[1], out[0], atol=1e-4, rtol=1e-4)
+    assert (out[2] - out[0]).abs().max() > 1e-2
+
+
+def test_row_spread_is_max_minus_min_of_each_row_of_s_minus_i():
+    S = np.eye(3) + np.array([[0.1, 0.1, 0.1], [0.0, 0.2, -0.2], [0.0, 0.0, 0.0]])
+    spread, mean = row_spread(S)
+    np.testing.assert_allclose(spread, [0.0, 0.4, 0.0], atol=1e-15)
+    np.testing.assert_allclose(mean, [0.1, 0.0, 0.0], atol=1e-15)
+
+
+def test_fresh_model_switches_and_train_short_records_S(tmp_path):
+    params = {"model_type": "tiny", "checkpoint": "random", "dataset": "synthetic",
+              "method": "lora", "rank": 4, "steps": 2, "lr": 1e-2, "box_jitter_px": 0.0,
+              "seed": 0, "device": "cpu", "output_dir": str(tmp_path)}  # fmt: skip
+    plain = fresh_model(params, cobot=False, down_init_scale=2.0)
+    assert peft_config_of(plain).cobot is None and peft_config_of(plain).down_init_scale == 2.0
+    sam = fresh_model(params, base_init="perturbed")
+    c = relation_of(sam).c.detach()
+    assert peft_config_of(sam).cobot.base_init == "perturbed" and not torch.equal(
+        c, torch.ones_like(c)
+    )
+    items = list(SyntheticShapes(2, input_size("tiny"), seed=1))
+    history = train_short(sam, items, 2, 1e-2)
+    assert len(history) == 3 and np.array_equal(history[0], np.eye(24))
+    assert not np.array_equal(history[-1], history[0])  # S trained
+
+
+def test_orthogonality_gap_of_a_matrix_and_of_quaternion_weights():
+    q = torch.tensor([[[0.6, 0.0, 0.8, 0.0]]], dtype=torch.float64)  # a unit quaternion
+    assert orthogonality_gap(q) < 1e-12
+    assert orthogonality_gap(2 * torch.eye(3)) == pytest.approx(3.0)  # 4 I - I
 
 
 # --- 05: verdict re-check and re-run tolerance ----------------------------------------------

@@ -36,7 +36,7 @@ def _code(nb) -> list:
 
 
 def test_every_notebook_is_here():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "A1"]
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "A1"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -161,8 +161,11 @@ def parcollet_matrix(weight: np.ndarray) -> np.ndarray:
     return np.block([[r, -i, -j, -k], [i, r, -k, j], [j, k, r, -i], [k, -j, i, r]])
 
 
-@pytest.mark.parametrize("init", ["paper", "official"])
-@pytest.mark.parametrize("fan_in,fan_out", [(4, 4), (16, 16), (8, 12)])
+@pytest.mark.parametrize(
+    "init, fan_in, fan_out",
+    [(i, n, m) for i in ("paper", "official") for n, m in ((4, 4), (16, 16), (8, 12))]
+    + [("orthogonal", 4, 4), ("orthogonal", 16, 16)],
+)
 def test_layer_matrix_is_the_parcollet_block_matrix(init, fan_in, fan_out):
     layer = QuaternionLinear(fan_in, fan_out, init=init).double()
     ours = layer.matrix().detach().numpy()
@@ -231,5 +234,7 @@ def test_bad_input_is_named():
         from_axis_angle(torch.zeros(3), 1.0)
     with pytest.raises(ValueError, match=r"in_features=6 must be a positive multiple of 4"):
         QuaternionLinear(6)
-    with pytest.raises(ValueError, match=r"init must be 'paper' or 'official', got 'xavier'"):
+    with pytest.raises(
+        ValueError, match=r"init must be 'paper', 'official' or 'orthogonal', got 'xavier'"
+    ):
         QuaternionLinear(8, init="xavier")

@@ -1,4 +1,4 @@
-"""Every real notebook (01-06, appendix A1) executed with papermill, as the run command does.
+"""Every real notebook (01-07, appendix A1) executed with papermill, as the run command does.
 
 nbval (``pytest notebooks``) re-runs each notebook and compares its checked outputs; this test
 runs them the other way a user does, through ``python -m cobot_lib.walkthrough`` (papermill with
@@ -37,7 +37,7 @@ def walked(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
 
 
 def test_all_notebooks_are_found():
-    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "A1"]
+    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07", "A1"]
 
 
 def test_walkthrough_runs_every_notebook_without_error(walked):

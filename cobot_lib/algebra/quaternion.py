@@ -31,6 +31,7 @@ __all__ = [
     "rotate",
     "rotation_matrix",
     "random_unit_quaternions",
+    "orthogonal_quaternion_weights",
     "from_axis_angle",
     "QuaternionLinear",
 ]
@@ -52,7 +53,8 @@ def _check_same_dtype(op: str, p: torch.Tensor, q: torch.Tensor) -> None:
 
 
 def hamilton_product(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """p (x) q for tensors (..., 4) that broadcast (Eq. 20 with N = 4).
+    """p (x) q for tensors (..., 4) that broadcast: the Hamilton product (Sec. 4.3). Eq. 20 as
+    printed (each bracket times j_i on the right) gives q (x) p instead (notebook 02).
 
     Written out from the basis rules: with p = a0 + a (vector a) and q = b0 + b,
     p q = (a0 b0 - a.b) + (a0 b + b0 a + a x b).
@@ -187,6 +189,26 @@ def random_unit_quaternions(
     return q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)
 
 
+def orthogonal_quaternion_weights(
+    n: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Quaternion weights (n, n, 4) whose real block matrix (4n x 4n) is exactly orthogonal.
+
+    Orthogonal quaternion matrices exist at every size (the compact symplectic group Sp(n)):
+    block_matrix maps quaternion matrices onto a subalgebra of real matrices that is closed
+    under transposition (L(q)^T = L(q*)), so for a random quaternion matrix Y the skew part
+    K = (Y_r - Y_r^T) / 2 of its real matrix Y_r lies in it, and so does exp(K), which is
+    orthogonal. The weights are read back from exp(K)'s columns 0, 4, 8, ... (L(q) e_0 = q).
+    Draws from torch's global generator.
+    """
+    if n <= 0:
+        raise ValueError(f"orthogonal_quaternion_weights: n must be positive, got {n}")
+    y = block_matrix(torch.randn(n, n, 4, dtype=torch.float64))
+    q = torch.linalg.matrix_exp((y - y.T) / 2)
+    weight = q[:, 0::4].reshape(n, 4, n).permute(0, 2, 1)
+    return weight.to(dtype=dtype, device=device).contiguous()
+
+
 def from_axis_angle(axis: torch.Tensor, angle: torch.Tensor | float) -> torch.Tensor:
     """The unit quaternion (cos(angle/2), sin(angle/2) axis/|axis|): rotation by `angle` (radians,
     right-hand rule) about `axis` (..., 3); angle broadcasts against axis[..., 0]."""
@@ -206,7 +228,11 @@ class QuaternionLinear(nn.Module):
     sum_i weight[o, i] (x) x_i, with x_i = x[4i : 4i + 4]. ``init``:
       - "paper": each weight a uniform random unit quaternion scaled by 1/sqrt(in/4), so that
         each 4x4 block is a scaled rotation (orthogonal); for in = out = 4 the matrix is exactly
-        orthogonal (the paper's "weights on the unit sphere").
+        orthogonal. This is this project's reading of the paper's "initialized as orthogonal
+        weights" on the unit sphere (Sec. 4.3): for in = out > 4 it is orthogonal only block by
+        block, not as a whole.
+      - "orthogonal": an exactly orthogonal matrix at every size (in = out only), from
+        ``orthogonal_quaternion_weights``.
       - "official": real part 0, imaginary parts ~ U(0, 1) (the authors' released code).
     """
 
@@ -219,8 +245,15 @@ class QuaternionLinear(nn.Module):
                     f"QuaternionLinear: {name}={value} must be a positive multiple of 4 "
                     "(one real dimension per quaternion part)"
                 )
-        if init not in ("paper", "official"):
-            raise ValueError(f"QuaternionLinear: init must be 'paper' or 'official', got {init!r}")
+        if init not in ("paper", "official", "orthogonal"):
+            raise ValueError(
+                f"QuaternionLinear: init must be 'paper', 'official' or 'orthogonal', got {init!r}"
+            )
+        if init == "orthogonal" and in_features != out_features:
+            raise ValueError(
+                f"QuaternionLinear: init='orthogonal' needs a square map, got in_features="
+                f"{in_features}, out_features={out_features}"
+            )
         self.in_features, self.out_features, self.init = in_features, out_features, init
         self.weight = nn.Parameter(torch.empty(out_features // 4, in_features // 4, 4))
         self.reset_parameters()
@@ -232,6 +265,8 @@ class QuaternionLinear(nn.Module):
                     self.weight.shape[:-1], dtype=self.weight.dtype, device=self.weight.device
                 )
                 self.weight.copy_(q / math.sqrt(self.in_features // 4))
+            elif self.init == "orthogonal":
+                self.weight.copy_(orthogonal_quaternion_weights(self.in_features // 4))
             else:
                 self.weight.zero_()
                 self.weight[..., 1:].uniform_(0.0, 1.0)

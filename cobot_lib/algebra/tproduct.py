@@ -1,4 +1,4 @@
-"""The T-product and its transform generalisation (Def. 4.1, Eqs. 6 and 12-16 of the paper).
+"""The T-product and its transform generalisation (Def. 4.1, Eqs. 6 and 11-16 of the paper).
 
 A third-order tensor A in R^{n1 x n2 x n3} is read as n3 "frontal slices" A[:, :, k].
 The T-product multiplies two such tensors through the block-circulant matrix of the
@@ -82,7 +82,7 @@ def _check_pair(op: str, a: torch.Tensor, b: torch.Tensor) -> None:
         raise TypeError(f"{op}: A is {a.dtype} and B is {b.dtype}; give both the same dtype")
 
 
-# ---- unfold / fold / bcirc (Eqs. 6, 12, 13) ------------------------------------------------
+# ---- unfold / fold / bcirc (Eqs. 11-13) and the T-product (Eq. 6) ---------------------------
 
 
 def unfold(tensor: torch.Tensor) -> torch.Tensor:
@@ -109,7 +109,7 @@ def fold(matrix: torch.Tensor, n3: int) -> torch.Tensor:
 
 
 def bcirc(tensor: torch.Tensor) -> torch.Tensor:
-    """The block-circulant matrix of the frontal slices (Def. 4.1), (n1 n3, n2 n3).
+    """The block-circulant matrix of the frontal slices (Def. 4.1, Eq. 11), (n1 n3, n2 n3).
 
     Block (i, j) is A^((i - j) mod n3): the first block column is unfold(A) and every next block
     column is the previous one shifted down by one block.

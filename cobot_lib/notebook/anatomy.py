@@ -1,4 +1,4 @@
-"""The harness of notebook 03: one block's PEFT module run stage by stage (Eq. 21).
+"""The harness of notebook 03: one block's PEFT module run stage by stage (folded Eq. 21).
 
 ``trace_stages("lora")`` builds a tiny SAM with LoRA + COBOT, gives block 0's up map a random
 value (at initialisation B = 0 would hide the update), runs the block once to capture the tensor

@@ -69,7 +69,8 @@ def cobot_block_diagram(
     """Where COBOT acts inside one encoder block ``ell``: the frozen path, the PEFT module
     (A_m, B_m), the intra-block enhancement W_m (IBE, quaternion head) and the inter-block
     communication (IBC): the module's own set lambda_MC_m plus lambda_LM_m, read from the
-    relation matrix that mixes the base coefficients c_k of all M modules (Eq. 21)."""
+    relation matrix that mixes the base coefficients c_k of all M modules (Eqs. 15-17; the
+    bridge is the folded form of Eq. 21)."""
     if method not in ("lora", "adaptformer"):
         raise ValueError(f"method must be 'lora' or 'adaptformer', got {method!r}")
     rank = rank or (4 if method == "lora" else 16)

@@ -1,4 +1,4 @@
-"""The harness of notebook 06: two short runs from one start (RM on / RM off), recorded.
+"""The harness of notebooks 06 and 07: short runs from one start (RM on / RM off), recorded.
 
     train_set, eval_set = datasets(params)
     run = train_recorded(params, "learnable", train_set, eval_set)   # RM on
@@ -7,13 +7,19 @@
 ``train_recorded`` trains with ``cobot_lib.engine.Trainer`` and a callback that keeps, after
 every Adam step, every module's coefficients, the relation matrix S, the base sets c and the
 gradient norm per block; it also keeps the adapter's and the frozen encoder's state before
-training. The tables of principal angles the notebook draws are built here too, from
+training. The tables of principal angles notebook 07 draws are built here too, from
 ``cobot_lib.experiments.analysis``.
+
+``fresh_model`` and ``train_short`` serve notebook 06's comparison of base-coefficient
+initialisations (``CobotConfig.base_init``), which the run configuration does not carry: the
+same plain Adam loop (``analysis.loss_gradients``, one image per step) trains both models, so
+the two runs differ only in c's initial values.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,32 +30,42 @@ import pandas as pd
 import torch
 from segment_anything.modeling import Sam
 
-from ..backbone.sam import input_size
+from ..algebra.quaternion import block_matrix
+from ..backbone.foundation import load_foundation_model
+from ..backbone.prompting import predict_masks
+from ..backbone.sam import build_sam, input_size
 from ..data.synthetic import SyntheticShapes
 from ..engine.config import config_from_dict
-from ..engine.runtime import check_dataset
+from ..engine.runtime import check_dataset, seed_everything
 from ..engine.trainer import Trainer, build_datasets
 from ..experiments.analysis import (
     AdapterView,
     adapter_views,
     coefficient_table,
     gradient_norms_by_block,
+    loss_gradients,
     principal_angles,
     singular_values,
     subspace_shift,
     top_singular_subspace,
 )
-from ..peft import relation_of
+from ..peft import apply_peft, peft_config_of, relation_of, unload
 
 __all__ = [
     "RecordedRun",
     "datasets",
     "epochs_for",
+    "fold_into_plain",
+    "fresh_model",
     "frozen_unchanged",
+    "row_spread",
     "lora_direction_table",
+    "mask_logits",
+    "orthogonality_gap",
     "read_angle_table",
     "run_config",
     "train_recorded",
+    "train_short",
 ]
 
 
@@ -202,3 +218,106 @@ def lora_direction_table(
                  "random vs top-k: smallest angle": rand.min(), "σ1(ΔW) / σ1(W0)": size}
             )  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def fresh_model(
+    params: dict[str, Any],
+    relation: str = "learnable",
+    *,
+    cobot: bool = True,
+    down_init_scale: float = 1.0,
+    **switches: Any,
+) -> Sam:
+    """The run's model (seeded as the engine seeds it) before any training, with COBOT switches
+    changed by ``switches`` (e.g. ``base_init="perturbed"``); ``cobot=False``: the plain base
+    method; ``down_init_scale``: PeftConfig.down_init_scale."""
+    cfg = config_from_dict(run_config(params, relation, 1))
+    seed_everything(params["seed"])
+    ckpt = params["checkpoint"]
+    if ckpt == "foundation":
+        sam = load_foundation_model()
+    else:
+        sam = build_sam(params["model_type"], None if ckpt == "random" else ckpt)
+    peft = cfg.peft_config()
+    switched = dataclasses.replace(peft.cobot, **switches) if cobot else None
+    apply_peft(sam, peft.with_(cobot=switched, down_init_scale=down_init_scale))
+    return sam.to(params["device"])
+
+
+def train_short(sam: Sam, items: list[dict], steps: int, lr: float) -> list[np.ndarray]:
+    """Plain Adam (no weight decay), one item per step, cycling through ``items``; returns the
+    relation matrix S before training and after every step."""
+    rel = relation_of(sam)
+    opt = torch.optim.Adam([p for p in sam.parameters() if p.requires_grad], lr=lr)
+    sam.train()
+    history = [_numpy(rel.S)]
+    for step in range(steps):
+        loss_gradients(sam, [items[step % len(items)]])
+        opt.step()
+        history.append(_numpy(rel.S))
+    sam.eval()
+    return history
+
+
+def row_spread(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row m of S - I: (max_k - min_k, mean_k). A spread of 0 means the row moved
+    uniformly: module m learned one gain, no preference for any block."""
+    delta = np.asarray(S, dtype=np.float64) - np.eye(len(S))
+    return delta.max(1) - delta.min(1), delta.mean(1)
+
+
+@torch.no_grad()
+def fold_into_plain(sam: Sam, with_head: bool = True) -> Sam:
+    """A copy of a COBOT model as the plain base method, each bridge folded into its down map:
+    A' = W diag(lambda) A (LoRA: A_q and A_v; Adaptformer: A's weight and bias). The plain
+    model computes the same function: COBOT adds no function, only a parametrisation.
+    ``with_head=False`` folds diag(lambda) alone (a deliberately wrong fold, to show that the
+    comparison can fail)."""
+    config = peft_config_of(sam)
+    if config is None or config.cobot is None:
+        raise ValueError("fold_into_plain needs a model with COBOT applied")
+    plain = copy.deepcopy(sam)
+    unload(plain)
+    apply_peft(plain, config.with_(cobot=None))
+    for mine, theirs in zip(sam.image_encoder.blocks, plain.image_encoder.blocks, strict=True):
+        if config.method == "lora":
+            for which in ("q", "v"):
+                bridge = getattr(mine.attn.qkv, f"cobot_{which}")
+                down = getattr(mine.attn.qkv, f"lora_a_{which}").weight
+                folded = bridge.fold(down) if with_head else bridge.coefficients()[:, None] * down
+                getattr(theirs.attn.qkv, f"lora_a_{which}").weight.copy_(folded)
+                up = getattr(mine.attn.qkv, f"lora_b_{which}").weight
+                getattr(theirs.attn.qkv, f"lora_b_{which}").weight.copy_(up)
+        else:
+            src, dst = mine.mlp, theirs.mlp
+            weight, bias = src.down_weight_and_bias()
+            if not with_head:
+                lam = src.cobot.coefficients()
+                weight, bias = lam[:, None] * src.adapter_down.weight, lam * src.adapter_down.bias
+            dst.adapter_down.weight.copy_(weight)
+            dst.adapter_down.bias.copy_(bias)
+            dst.adapter_norm.load_state_dict(src.adapter_norm.state_dict())
+            dst.adapter_up.load_state_dict(src.adapter_up.state_dict())
+    return plain.train(sam.training)
+
+
+def mask_logits(sam: Sam, items: list[dict]) -> torch.Tensor:
+    """The mask logits of ``sam`` (eval mode, no gradient) for every box of every item,
+    concatenated: one tensor to compare two models on the same prompts."""
+    sam.eval()
+    with torch.no_grad():
+        return torch.cat(
+            [
+                predict_masks(sam, torch.as_tensor(it["image"])[None],
+                              [torch.as_tensor(it["boxes"]).float()])[0]
+                for it in items
+            ]
+        )  # fmt: skip
+
+
+def orthogonality_gap(weight: torch.Tensor) -> float:
+    """max |W^T W - I| of a head: a real (V, V) matrix, or quaternion weights (V/4, V/4, 4)
+    read as their block matrix."""
+    w = weight.detach().double()
+    w = w if w.dim() == 2 else block_matrix(w)
+    return float((w.T @ w - torch.eye(w.shape[1], dtype=torch.float64)).abs().max())

@@ -2,7 +2,12 @@
 
 Inside PEFT module m, between its down map A_m and up map B_m, with h = A_m x in R^V:
 
-    h' = W_m ( (lambda_MC_m + lambda_LM_m) * h )        (Eq. 21, folded by linearity)
+    h' = W_m ( (lambda_MC_m + lambda_LM_m) * h )
+
+This is Eq. 21, F(M; W Lambda_MC) + F(M; W Lambda_LM), folded into one branch. For LoRA the
+branch is linear, so the fold is exact. For Adaptformer the paper's two branches would each pass
+a ReLU before being summed, which is a different function; this project (like METHOD.md) puts
+the folded bridge after A and before the single ReLU -- a project choice, not Eq. 21 as printed.
 
 - ``RelationMatrix`` holds, for all M modules of the encoder, the base coefficients c_k (the
   diagonal slices of T in R^{V x V x M}, Eq. 4-5) and the M x M relation matrix S; the cross-block
@@ -29,26 +34,53 @@ from torch import nn
 
 from ..algebra.quaternion import QuaternionLinear, block_matrix
 from ..algebra.tproduct import mode3_product
-from .config import CobotConfig
+from .config import BASE_PERTURBATION, CobotConfig
 
-__all__ = ["RelationMatrix", "CobotBridge"]
+__all__ = ["RelationMatrix", "CobotBridge", "base_coefficients"]
 
 
 def _fixed_relation(num_modules: int, seed: int) -> torch.Tensor:
     """A random row-stochastic S (rows ~ Dirichlet(1)): it mixes across blocks at random but,
-    like the identity, keeps lambda_LM = 1 while all c = 1, so only the mixing differs."""
+    like the identity, keeps lambda_LM = 1 while all c = 1, so only the mixing differs. The
+    paper's Table 2 says only "random values"; row-stochastic is this project's choice."""
     gen = torch.Generator().manual_seed(seed)
     s = -torch.log(torch.rand(num_modules, num_modules, generator=gen).clamp_min(1e-12))
     return s / s.sum(dim=1, keepdim=True)
 
 
-class RelationMatrix(nn.Module):
-    """Base coefficients c (M x V, init ones) and the relation matrix S (M x M, init identity)."""
+def base_coefficients(
+    num_modules: int, rank: int, init: str = "ones", seed: int = 0
+) -> torch.Tensor:
+    """The initial base coefficients c, (M, V): "ones" (the paper's) or "perturbed" =
+    1 + BASE_PERTURBATION * N(0, 1) from a generator seeded by ``seed`` (CobotConfig.base_init
+    says why). A private generator: the global random stream is not touched."""
+    if init == "ones":
+        return torch.ones(num_modules, rank)
+    if init == "perturbed":
+        gen = torch.Generator().manual_seed(seed * 1009 + 7919)
+        return 1.0 + BASE_PERTURBATION * torch.randn(num_modules, rank, generator=gen)
+    raise ValueError(f"base_init must be 'ones' or 'perturbed', got {init!r}")
 
-    def __init__(self, num_modules: int, rank: int, relation: str = "learnable", seed: int = 0):
+
+class RelationMatrix(nn.Module):
+    """Base coefficients c (M x V, init ones unless ``base_init``) and the relation matrix S.
+
+    S is M x M over all PEFT modules of the encoder (24 x 24 for LoRA on ViT-B, 12 x 12 for
+    Adaptformer). The paper writes S in R^{L x L} (Sec. 4.2), one slice per block; for LoRA,
+    with two modules per block, only M x M gives Table 4's +0.9K (METHOD.md section 2).
+    """
+
+    def __init__(
+        self,
+        num_modules: int,
+        rank: int,
+        relation: str = "learnable",
+        seed: int = 0,
+        base_init: str = "ones",
+    ):
         super().__init__()
         self.num_modules, self.rank, self.relation = num_modules, rank, relation
-        self.c = nn.Parameter(torch.ones(num_modules, rank))
+        self.c = nn.Parameter(base_coefficients(num_modules, rank, base_init, seed))
         if relation == "learnable":
             self.S = nn.Parameter(torch.eye(num_modules))
         elif relation == "fixed":
@@ -169,8 +201,16 @@ class CobotBridge(nn.Module):
         if config.head == "hypercomplex":
             self.head: nn.Module | None = QuaternionLinear(rank, init=config.head_init)
         elif config.head == "linear":
+            # like_hypercomplex: the quaternion head's draw, made first (same random stream)
+            start = None
+            if config.linear_init == "like_hypercomplex":
+                start = QuaternionLinear(rank, init=config.head_init).matrix().detach()
             self.head = nn.Linear(rank, rank, bias=False)
-            nn.init.orthogonal_(self.head.weight)
+            with torch.no_grad():
+                if start is None:
+                    nn.init.orthogonal_(self.head.weight)
+                else:
+                    self.head.weight.copy_(start)
         else:
             self.head = None
         torch.random.set_rng_state(gen_state)

@@ -6,11 +6,13 @@ and COBOT with both coefficient sets, a learnable relation matrix and the quater
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 __all__ = [
+    "BASE_PERTURBATION",
     "METHODS",
     "PEFT_METHODS",
     "DEFAULT_RANK",
@@ -28,8 +30,12 @@ _CHOICES = {
     "coefficient_sets": ("dual", "single"),
     "relation": ("learnable", "fixed", "off"),
     "head": ("hypercomplex", "linear", "none"),
-    "head_init": ("paper", "official"),
+    "head_init": ("paper", "official", "orthogonal"),
+    "linear_init": ("orthogonal", "like_hypercomplex"),
+    "base_init": ("ones", "perturbed"),
 }
+#: Standard deviation of base_init="perturbed": c = 1 + BASE_PERTURBATION * N(0, 1).
+BASE_PERTURBATION = 0.1
 
 
 @dataclass(frozen=True)
@@ -41,8 +47,29 @@ class CobotConfig:
         "off" = S fixed to the identity (no cross-block mixing).
     head: "hypercomplex" = quaternion layer W (HL, V^2/4 parameters); "linear" = a dense V x V
         layer (Table 3); "none" = W is the identity.
-    head_init: "paper" (unit sphere, orthogonal) or "official" (real part 0, i,j,k ~ U(0,1)).
-    seed: draws the fixed random relation matrix and the head's initial weights.
+    head_init: the quaternion head's initial weights (``algebra.quaternion.QuaternionLinear``):
+        "paper" = each quaternion weight uniform on the unit sphere, scaled by 1/sqrt(V/4) --
+        this project's reading of the paper's "initialized as orthogonal weights" (Sec. 4.3);
+        the matrix is orthogonal block by block, and as a whole only for V = 4;
+        "orthogonal" = an exactly orthogonal quaternion matrix (W^T W = I at every V: the
+        exponential of a random quaternion skew-Hermitian matrix), the control for Table 3
+        (the dense head starts exactly orthogonal); "official" = real part 0, i,j,k ~ U(0,1)
+        (the authors' released code).
+    linear_init: the dense head's (head="linear") initial matrix: "orthogonal" (torch's
+        orthogonal_) or "like_hypercomplex" = exactly the matrix the quaternion head would start
+        from with the same head_init and seed, then trained as a free V x V matrix -- so a
+        Table 3 comparison differs only in the parametrisation, not in the starting point.
+    base_init: the base coefficients c_k (one per module, Eq. 5): "ones" = the paper's and the
+        official code's c_k = 1. Then dL/dS[m, k] = <dL/dlambda_LM_m, c_k> is the same for every
+        k, so each row of S moves uniformly: S learns one gain per module, not block-to-block
+        mixing, until the c_k drift apart. "perturbed" breaks that symmetry: c = 1 +
+        BASE_PERTURBATION * N(0, 1), drawn per entry from ``seed``. Per entry rather than one
+        value per block: per-block constants c_k = a_k 1 would make dS = G c^T still rank one
+        (row m proportional to (a_1, ..., a_M)); independent entries make the c_k distinct
+        directions of R^V, so dS can have rank min(V, M). Small (0.1) so lambda_LM starts
+        within ~10% of the paper's 1 and the comparison changes only the symmetry.
+    seed: draws the fixed random relation matrix, the head's initial weights and the
+        perturbed base coefficients.
     """
 
     coefficient_sets: str = "dual"
@@ -50,6 +77,8 @@ class CobotConfig:
     head: str = "hypercomplex"
     head_init: str = "paper"
     seed: int = 0
+    linear_init: str = "orthogonal"
+    base_init: str = "ones"
 
     def __post_init__(self) -> None:
         for name, allowed in _CHOICES.items():
@@ -58,6 +87,11 @@ class CobotConfig:
                 raise ValueError(f"CobotConfig.{name}={value!r}; expected one of {list(allowed)}")
         if not isinstance(self.seed, int):
             raise ValueError(f"CobotConfig.seed must be an int, got {self.seed!r}")
+        if self.linear_init != "orthogonal" and self.head != "linear":
+            raise ValueError(
+                f"CobotConfig.linear_init={self.linear_init!r} initialises the dense head, but "
+                f"head={self.head!r}; use head='linear' or leave linear_init='orthogonal'"
+            )
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,10 @@ class PeftConfig:
     train_decoder: for lora/adaptformer, whether SAM's mask decoder trains too (the paper trains
         it and leaves it out of its parameter counts).
     adaptformer_scale / adaptformer_dropout: s and the dropout of METHOD.md section 1.
+    down_init_scale: the down map A is multiplied by this after its kaiming-uniform draw (1.0:
+        the paper's baselines). 2.0 is the control for CoS: with dual coefficient sets COBOT
+        starts at lambda = lambda_MC + lambda_LM = 2, i.e. it scales A by 2 at initialisation,
+        so "base method, A x 2" separates that scale from what CoS learns.
     """
 
     method: str
@@ -80,6 +118,7 @@ class PeftConfig:
     adaptformer_scale: float = 1.0
     adaptformer_dropout: float = 0.1
     extra: dict[str, Any] = field(default_factory=dict)
+    down_init_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -105,6 +144,18 @@ class PeftConfig:
             raise ValueError(
                 f"the quaternion head needs V divisible by 4, got rank={self.rank}; "
                 "use a multiple of 4 or head='linear'/'none'"
+            )
+        scale = self.down_init_scale
+        if (
+            isinstance(scale, bool)
+            or not isinstance(scale, int | float)
+            or not (math.isfinite(scale) and scale > 0)
+        ):
+            raise ValueError(f"down_init_scale must be a finite number > 0, got {scale!r}")
+        if scale != 1.0 and self.method not in PEFT_METHODS:
+            raise ValueError(
+                f"down_init_scale scales a PEFT module's down map; method {self.method!r} has "
+                f"none (use one of {list(PEFT_METHODS)})"
             )
         if not 0.0 <= self.adaptformer_dropout < 1.0:
             raise ValueError(

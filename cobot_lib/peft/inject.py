@@ -154,7 +154,9 @@ def _build_modules(sam: Sam, config: PeftConfig) -> tuple[dict, RelationMatrix |
     per_block = config.modules_per_block
     relation, cobot = None, config.cobot
     if cobot is not None:
-        relation = RelationMatrix(len(blocks) * per_block, config.rank, cobot.relation, cobot.seed)
+        relation = RelationMatrix(
+            len(blocks) * per_block, config.rank, cobot.relation, cobot.seed, cobot.base_init
+        )
         relation.to(next(sam.image_encoder.parameters()).device).train(sam.training)
 
     def bridge(index: int, cobot: CobotConfig | None) -> CobotBridge | None:
@@ -166,7 +168,11 @@ def _build_modules(sam: Sam, config: PeftConfig) -> tuple[dict, RelationMatrix |
     for i, block in enumerate(blocks):
         if config.method == "lora":
             new[(i, "attn.qkv")] = LoRAQKV(
-                block.attn.qkv, config.rank, bridge(2 * i, cobot), bridge(2 * i + 1, cobot)
+                block.attn.qkv,
+                config.rank,
+                bridge(2 * i, cobot),
+                bridge(2 * i + 1, cobot),
+                config.down_init_scale,
             )
         else:
             new[(i, "mlp")] = AdaptformerMLP(
@@ -176,6 +182,7 @@ def _build_modules(sam: Sam, config: PeftConfig) -> tuple[dict, RelationMatrix |
                 config.adaptformer_scale,
                 config.adaptformer_dropout,
                 bridge(i, cobot),
+                config.down_init_scale,
             )
     for module in new.values():  # the new modules follow the model's train/eval mode
         module.train(sam.training)

@@ -22,12 +22,17 @@ from .cobot import CobotBridge
 __all__ = ["LoRAQKV", "AdaptformerMLP"]
 
 
-def _lora_pair(dim: int, rank: int, like: nn.Linear) -> tuple[nn.Linear, nn.Linear]:
-    """A (kaiming-uniform) and B (zeros), no biases, on the device and dtype of ``like``."""
+def _lora_pair(
+    dim: int, rank: int, like: nn.Linear, down_scale: float = 1.0
+) -> tuple[nn.Linear, nn.Linear]:
+    """A (kaiming-uniform, times ``down_scale``) and B (zeros), no biases, on the device and
+    dtype of ``like``."""
     kw = {"device": like.weight.device, "dtype": like.weight.dtype}
     down = nn.Linear(dim, rank, bias=False, **kw)
     up = nn.Linear(rank, dim, bias=False, **kw)
     nn.init.kaiming_uniform_(down.weight, a=math.sqrt(5))
+    with torch.no_grad():
+        down.weight.mul_(down_scale)
     nn.init.zeros_(up.weight)
     return down, up
 
@@ -35,7 +40,8 @@ def _lora_pair(dim: int, rank: int, like: nn.Linear) -> tuple[nn.Linear, nn.Line
 class LoRAQKV(nn.Module):
     """SAM's fused qkv projection with LoRA on q and v: q += B_q A_q x, v += B_v A_v x.
 
-    With COBOT, the low-rank path becomes B W((lambda_MC + lambda_LM) * A x) (Eq. 21).
+    With COBOT, the low-rank path becomes B W((lambda_MC + lambda_LM) * A x) (Eq. 21, one
+    linear branch). ``down_scale`` multiplies A at initialisation (PeftConfig.down_init_scale).
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class LoRAQKV(nn.Module):
         rank: int,
         cobot_q: CobotBridge | None = None,
         cobot_v: CobotBridge | None = None,
+        down_scale: float = 1.0,
     ):
         super().__init__()
         if qkv.out_features != 3 * qkv.in_features:
@@ -53,8 +60,8 @@ class LoRAQKV(nn.Module):
             )
         self.qkv = qkv
         self.dim, self.rank = qkv.in_features, rank
-        self.lora_a_q, self.lora_b_q = _lora_pair(self.dim, rank, qkv)
-        self.lora_a_v, self.lora_b_v = _lora_pair(self.dim, rank, qkv)
+        self.lora_a_q, self.lora_b_q = _lora_pair(self.dim, rank, qkv, down_scale)
+        self.lora_a_v, self.lora_b_v = _lora_pair(self.dim, rank, qkv, down_scale)
         self.cobot_q, self.cobot_v = cobot_q, cobot_v
 
     def down_weight(self, which: str) -> torch.Tensor:
@@ -91,7 +98,9 @@ class AdaptformerMLP(nn.Module):
 
     x is the MLP's input (the block's ``norm2`` output). LN has affine parameters, A and B have
     biases; B and both biases start at zero, so the block is unchanged at initialisation. With
-    COBOT the bridge acts after A and before the ReLU.
+    COBOT the bridge acts after A and before the ReLU (the folded form; the paper's Eq. 21 sums
+    two branches, which before a ReLU is another function). ``down_scale`` multiplies A's
+    weight at initialisation (PeftConfig.down_init_scale).
     """
 
     def __init__(
@@ -102,6 +111,7 @@ class AdaptformerMLP(nn.Module):
         scale: float = 1.0,
         dropout: float = 0.1,
         cobot: CobotBridge | None = None,
+        down_scale: float = 1.0,
     ):
         super().__init__()
         like = next(mlp.parameters())
@@ -113,6 +123,8 @@ class AdaptformerMLP(nn.Module):
         self.adapter_up = nn.Linear(rank, dim, **kw)
         self.adapter_dropout = nn.Dropout(dropout)
         nn.init.kaiming_uniform_(self.adapter_down.weight, a=math.sqrt(5))
+        with torch.no_grad():
+            self.adapter_down.weight.mul_(down_scale)
         nn.init.zeros_(self.adapter_down.bias)
         nn.init.zeros_(self.adapter_up.weight)
         nn.init.zeros_(self.adapter_up.bias)

@@ -1,4 +1,4 @@
-"""Solutions to the exercises of notebook 06 (parameter space)."""
+"""Solutions to the exercises of notebook 06 (the relation matrix and its dynamics)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,17 @@ def exercise_3() -> str:
     share = cross_block_share(S, G)
     assert np.allclose(share, [eps * 10 / (5 + eps * 10), 0.0, 0.0])
     return f"share of c_0 = 2 / (5 + 2) = {share[0]:.3f}; the others 0"
+
+
+def exercise_4() -> str:
+    """With c = 1 every row of dL/dS = G c^T is constant (row m = sum(G_m)); a c with distinct
+    rows makes the rows vary."""
+    gen = torch.Generator().manual_seed(1)
+    G = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    ones = torch.ones(6, 4, dtype=torch.float64)
+    dS = G @ ones.T
+    assert torch.allclose(dS, G.sum(1, keepdim=True).expand(6, 6))
+    perturbed = ones + 0.1 * torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    spread = (G @ perturbed.T).amax(1) - (G @ perturbed.T).amin(1)
+    assert bool((spread > 0).all())
+    return "c = 1: dL/dS[m, k] = sum_v G_m[v] for every k (uniform rows); perturbed c: not"

@@ -1,4 +1,4 @@
-"""Notebooks 03 and 06 stop in their first cells, with a clear message, on bad parameters.
+"""Notebooks 03, 06 and 07 stop in their first cells, with a clear message, on bad parameters.
 
 Each case runs the real notebook through papermill with bad ``-p`` values and checks which cell
 raised (by its source: the parameter check, or the dataset cell before any training) and that the
@@ -33,7 +33,7 @@ def _fails(name: str, tmp_path: Path, **parameters) -> PapermillExecutionError:
 
 def test_06_bad_type_value_and_missing_checkpoint(tmp_path):
     err = _fails(
-        "06_parameter_space.ipynb",
+        "06_relation_matrix.ipynb",
         tmp_path,
         method="lorra",
         rank=6,
@@ -47,8 +47,9 @@ def test_06_bad_type_value_and_missing_checkpoint(tmp_path):
     assert f"no such file: {tmp_path / 'missing.pth'}" in err.evalue
 
 
-def test_06_foundation_needs_the_tiny_model(tmp_path):
-    err = _fails("06_parameter_space.ipynb", tmp_path, model_type="vit_b")
+@pytest.mark.parametrize("name", ["06_relation_matrix.ipynb", "07_projection_directions.ipynb"])
+def test_06_07_foundation_needs_the_tiny_model(tmp_path, name):
+    err = _fails(name, tmp_path, model_type="vit_b")
     assert err.ename == "ParameterError" and "check_parameter_space(globals())" in err.source
     assert "checkpoint='foundation' is the pretrained tiny model; model_type='vit_b'" in err.evalue
 
@@ -61,7 +62,7 @@ def test_06_dataset_without_samples_stops_before_training(tmp_path):
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "a.png")  # no instance
     for split in ("train", "test"):
         (root / "splits" / f"{split}.txt").write_text("a\n")
-    err = _fails("06_parameter_space.ipynb", tmp_path, dataset=str(root), checkpoint="random")
+    err = _fails("06_relation_matrix.ipynb", tmp_path, dataset=str(root), checkpoint="random")
     assert err.ename == "ConfigError" and "datasets(params)" in err.source
     assert "train_recorded(" not in err.source
     assert "the training set is empty" in err.evalue
