@@ -254,14 +254,14 @@ def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple
         sam = build_sam(config.model.type, ckpt)
     if adapter is not None:
         load_adapter(sam, adapter)
-        if peft_config_of(sam) != config.peft_config():
+        if peft_config_of(sam) != config.peft:
             names = ("adapter", "config")
             raise ConfigError(
                 f"adapter {adapter} holds another PEFT variant than the config asks for "
-                f"({differing_keys(peft_config_of(sam), config.peft_config(), names)})"
+                f"({differing_keys(peft_config_of(sam), config.peft, names)})"
             )
         return sam, summarize(sam)
-    return sam, apply_peft(sam, config.peft_config())
+    return sam, apply_peft(sam, config.peft)
 
 
 def _resolve_root(root: str) -> Path:

@@ -149,10 +149,10 @@ class Trainer:
             sam, _ = build_model(cfg)
         elif peft_config_of(sam) is None:
             seed_everything(cfg.runtime.seed)
-            apply_peft(sam, cfg.peft_config())
-        elif peft_config_of(sam) != cfg.peft_config():
+            apply_peft(sam, cfg.peft)
+        elif peft_config_of(sam) != cfg.peft:
             names = ("sam", "config")
-            diff = differing_keys(peft_config_of(sam), cfg.peft_config(), names)
+            diff = differing_keys(peft_config_of(sam), cfg.peft, names)
             raise ConfigError(f"sam has another PEFT variant than the config asks for ({diff})")
         self.sam = sam.to(self.env.device)
         self.summary = summarize(sam)

@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..engine.config import ConfigError, TrainConfig, config_from_dict, load_config
+from ..engine.config import ConfigError, TrainConfig, load_config
 from ..engine.trainer import run_experiment
 from ..files import atomic_write, remove_orphans
 from ..peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
@@ -129,14 +129,9 @@ class AblationSpec:
 
 
 def train_config(spec: AblationSpec, output_dir: str | os.PathLike) -> TrainConfig:
-    """The demo config of ``spec.dataset`` with ``spec`` applied (``peft.*``, ``peft.cobot.*``).
-
-    The switches are set on the data, not as ``key=value`` overrides: an override value "none"
-    reads as null (``config.apply_overrides``), and ``head: none`` is a string.
-    """
+    """The demo config of ``spec.dataset`` (which sets no ``peft``) running ``spec``'s
+    PeftConfig for ``spec.steps`` steps with ``spec.seed``."""
     overrides = [
-        f"peft.method={spec.method}",
-        f"peft.rank={spec.rank}",
         f"runtime.seed={spec.seed}",
         f"runtime.max_steps={spec.steps}",
         f"optim.epochs={spec.steps}",  # max_steps ends the run; an epoch has at least one step
@@ -147,13 +142,9 @@ def train_config(spec: AblationSpec, output_dir: str | os.PathLike) -> TrainConf
         f"model.checkpoint={'foundation' if spec.checkpoint == 'foundation' else 'null'}",
         f"output_dir={Path(output_dir).as_posix()}",
     ]
-    data = load_config(_base_config(spec.dataset), overrides).to_dict()
-    cobot = data["peft"]["cobot"]
-    cobot["enabled"] = spec.cobot
-    if spec.cobot:
-        cobot.update({s: getattr(spec, s) for s in SWITCHES})
-        cobot["seed"] = spec.seed  # the fixed random S and the head init differ per seed
-    return config_from_dict(data, f"<ablation {spec.label()} on {spec.dataset}>")
+    config = load_config(_base_config(spec.dataset), overrides)
+    config.peft = spec.peft_config()
+    return config
 
 
 def _base_config(dataset: str) -> Path:
