@@ -33,7 +33,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..engine.evaluation import mean_std
-from .ablations import DATASETS, GRID_STEPS, AblationSpec, run_grid, select
+from .ablations import DATASETS, GRID_STEPS, RANKS, AblationSpec, run_grid, select
 
 __all__ = [
     "PAIRS",
@@ -59,20 +59,20 @@ __all__ = [
 ]
 
 PAIRS = {"demo:mri": ("ADOME",), "demo:nuclei": ("NWPU", "TRCAN")}
-_BASE = AblationSpec(cobot=False)
+_BASE = AblationSpec.of(cobot=False)
 _FULL = AblationSpec()  # CoS + RM + HL, V = 16
 
 #: Table 1 rows in order (the check marks, read from the paper's prose; METHOD.md section 4).
 TABLE1 = {
     "Adaptformer": _BASE,
-    "+CoS": replace(_FULL, relation="off", head="none"),
-    "+HL": replace(_FULL, coefficient_sets="single", relation="off"),
-    "+CoS+HL": replace(_FULL, relation="off"),
-    "+CoS+RM": replace(_FULL, head="none"),
+    "+CoS": _FULL.varied(relation="off", head="none"),
+    "+HL": _FULL.varied(coefficient_sets="single", relation="off"),
+    "+CoS+HL": _FULL.varied(relation="off"),
+    "+CoS+RM": _FULL.varied(head="none"),
     "+CoS+RM+HL": _FULL,
 }
-TABLE2 = {"Fixed": replace(_FULL, relation="fixed"), "Learnable": _FULL}
-TABLE3 = {"Linear": replace(_FULL, head="linear"), "HL": _FULL}
+TABLE2 = {"Fixed": _FULL.varied(relation="fixed"), "Learnable": _FULL}
+TABLE3 = {"Linear": _FULL.varied(head="linear"), "HL": _FULL}
 
 #: Table 1 of the paper (%): one value per row of TABLE1.
 PAPER_TABLE1 = {
@@ -96,12 +96,15 @@ PAPER_TABLE3 = {
 FIG5_CLAIM = "COBOT > Adaptformer at every V; larger gains at V <= 16"
 
 
-def configurations(ranks=(4, 8, 16, 32)) -> list[AblationSpec]:
+def configurations(ranks: Iterable[int] = RANKS) -> list[AblationSpec]:
     """Every configuration of Tables 1-3 and Fig. 5 (on the default dataset and seed)."""
     found = [*TABLE1.values(), *TABLE2.values(), *TABLE3.values()]
     for rank in ranks:
-        found += [replace(_BASE, rank=rank), replace(_FULL, rank=rank)]
-    return list(dict.fromkeys(found))
+        found += [replace(s, peft=s.peft.with_(rank=rank)) for s in (_BASE, _FULL)]
+    unique: dict[tuple, AblationSpec] = {}
+    for spec in found:
+        unique.setdefault(spec.key(), spec)
+    return list(unique.values())
 
 
 def verdict(paper_diff: float, diff: float, se: float) -> str:
@@ -237,14 +240,14 @@ def rerun_tolerance(table: pd.DataFrame, spec: AblationSpec, fraction: float = 0
     return {m: fraction * float(rows[m].astype(float).std(ddof=1)) for m in ("miou", "mdsc")}
 
 
-def fig5_comparison(table: pd.DataFrame, ranks=(4, 8, 16, 32), steps: int = GRID_STEPS,
+def fig5_comparison(table: pd.DataFrame, ranks: Iterable[int] = RANKS, steps: int = GRID_STEPS,
                     checkpoint: str = "foundation") -> pd.DataFrame:  # fmt: skip
     """Fig. 5 in miniature: Adaptformer vs Adaptformer+COBOT per V; d = COBOT minus plain."""
     out = []
     for dataset in PAIRS:
         for rank in ranks:
             plain = seed_scores(table, replace(_BASE, rank=rank), dataset, steps, checkpoint)
-            full = seed_scores(table, replace(_FULL, rank=rank), dataset, steps, checkpoint)
+            full = seed_scores(table, _FULL.varied(rank=rank), dataset, steps, checkpoint)
             d, se = _diff(full, plain)
             (mp, sp, _), (mf, sf, _) = _stats(plain), _stats(full)
             out.append({
@@ -367,7 +370,7 @@ def grid_specs(
     seeds: Iterable[int] = (0, 1, 2),
     steps: int = GRID_STEPS,
     checkpoint: str = "foundation",
-    ranks: Iterable[int] = (4, 8, 16, 32),
+    ranks: Iterable[int] = RANKS,
 ) -> list[AblationSpec]:
     """Every run of Tables 1-3 and Fig. 5 (base Adaptformer), without duplicates.
 
@@ -391,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=GRID_STEPS, help="optimiser steps per run")
-    parser.add_argument("--ranks", nargs="+", type=int, default=[4, 8, 16, 32], help="V of Fig. 5")
+    parser.add_argument("--ranks", nargs="+", type=int, default=list(RANKS), help="V of Fig. 5")
     parser.add_argument("--checkpoint", default="foundation", choices=("foundation", "random"))
     parser.add_argument("--markdown", default=None, help="summary (default: OUT with .md)")
     args = parser.parse_args(argv)
