@@ -34,6 +34,7 @@ from ..engine.config import ConfigError, TrainConfig, load_config
 from ..engine.trainer import run_experiment
 from ..files import atomic_write, remove_orphans
 from ..peft.config import PEFT_METHODS, CobotConfig, PeftConfig
+from .tables import variant_label
 
 __all__ = [
     "COLUMNS",
@@ -155,13 +156,7 @@ class AblationSpec:
 
     def label(self) -> str:
         """The configuration's name without seed and dataset: 'Adaptformer+CoS+RM+HL V=16'."""
-        name = {"lora": "LoRA", "adaptformer": "Adaptformer"}[self.method]
-        if self.cobot:
-            parts = ["CoS"] if self.coefficient_sets == "dual" else []
-            parts += {"learnable": ["RM"], "fixed": ["RM(fixed)"], "off": []}[self.relation]
-            parts += {"hypercomplex": ["HL"], "linear": ["Linear"], "none": []}[self.head]
-            name += "+" + "+".join(parts) if parts else "+c only"
-        return f"{name} V={self.rank}"
+        return variant_label(self.peft)
 
     def key(self) -> tuple:
         return tuple(getattr(self, k) for k in (*_KEY, *SWITCHES))
