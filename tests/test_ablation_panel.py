@@ -18,6 +18,7 @@ from cobot_lib.backbone.foundation import foundation_checkpoint_path
 from cobot_lib.experiments.ablation_report import (
     TABLE1,
     configurations,
+    fig5_comparison,
     grid_specs,
     summary_sentences,
     table_comparison,
@@ -25,6 +26,7 @@ from cobot_lib.experiments.ablation_report import (
 )
 from cobot_lib.experiments.ablations import (
     COLUMNS,
+    RANKS,
     AblationSpec,
     find_row,
     read_results,
@@ -120,6 +122,11 @@ def test_grid_covers_tables_1_to_3_and_fig5():
     for spec in specs:  # a results row names its spec; the run's seed draws COBOT's too
         assert spec_of({k: getattr(spec, k) for k in COLUMNS if hasattr(spec, k)}) == spec
         assert spec.peft.cobot is None or spec.peft.cobot.seed == spec.seed
+
+
+def test_fig5_pairs_plain_and_cobot_at_every_rank_of_the_stored_grid():
+    fig5 = fig5_comparison(read_results("docs/results/ablations_demo.csv"))
+    assert sorted(fig5["V"]) == sorted(RANKS * 2) and (fig5["n"] == 3).all()
 
 
 def test_bad_input_is_named(tmp_path):

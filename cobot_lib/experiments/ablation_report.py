@@ -28,9 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..engine.evaluation import mean_std
 from .ablations import DATASETS, GRID_STEPS, RANKS, AblationSpec, run_grid, select
@@ -54,8 +52,6 @@ __all__ = [
     "fig5_comparison",
     "summary_sentences",
     "markdown_report",
-    "difference_figure",
-    "fig5_figure",
 ]
 
 PAIRS = {"demo:mri": ("ADOME",), "demo:nuclei": ("NWPU", "TRCAN")}
@@ -100,7 +96,7 @@ def configurations(ranks: Iterable[int] = RANKS) -> list[AblationSpec]:
     """Every configuration of Tables 1-3 and Fig. 5 (on the default dataset and seed)."""
     found = [*TABLE1.values(), *TABLE2.values(), *TABLE3.values()]
     for rank in ranks:
-        found += [replace(s, peft=s.peft.with_(rank=rank)) for s in (_BASE, _FULL)]
+        found += [_BASE.varied(rank=rank), _FULL.varied(rank=rank)]
     unique: dict[tuple, AblationSpec] = {}
     for spec in found:
         unique.setdefault(spec.key(), spec)
@@ -246,7 +242,7 @@ def fig5_comparison(table: pd.DataFrame, ranks: Iterable[int] = RANKS, steps: in
     out = []
     for dataset in PAIRS:
         for rank in ranks:
-            plain = seed_scores(table, replace(_BASE, rank=rank), dataset, steps, checkpoint)
+            plain = seed_scores(table, _BASE.varied(rank=rank), dataset, steps, checkpoint)
             full = seed_scores(table, _FULL.varied(rank=rank), dataset, steps, checkpoint)
             d, se = _diff(full, plain)
             (mp, sp, _), (mf, sf, _) = _stats(plain), _stats(full)
@@ -324,45 +320,6 @@ def markdown_report(table: pd.DataFrame, source: str = "the results table",
     parts += [_markdown(fig5.drop(columns=["plain_mean", "cobot_mean"])), ""]
     parts += [f"- {s}" for s in summary_sentences(fig5)]
     return "\n".join(parts) + "\n"
-
-
-def difference_figure(comparison: pd.DataFrame, title: str) -> go.Figure:
-    """Per demo set: the miniature's difference to the reference row (± 2 se) beside the
-    paper's (the first paired paper set), one bar pair per table row."""
-    datasets = list(dict.fromkeys(comparison["dataset"]))
-    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
-    for col, dataset in enumerate(datasets, 1):
-        part = comparison[(comparison["dataset"] == dataset) & (comparison["vs"] != "")]
-        labels = [f"{r} − {v}" if len(set(part["vs"])) > 1 else r
-                  for r, v in zip(part["row"], part["vs"], strict=True)]  # fmt: skip
-        paper = [float(str(t).split(" / ")[0]) for t in part["paper d"]]
-        first = col == 1
-        fig.add_bar(x=labels, y=part["d"], name="miniature d (± 2 se)", marker_color="#f58518",
-                    error_y={"type": "data", "array": 2 * part["se"]}, showlegend=first,
-                    row=1, col=col)  # fmt: skip
-        fig.add_bar(x=labels, y=paper, name=f"paper d ({part['paper'].iloc[0].split(' / ')[0]}"
-                    f"{', ...' if ' / ' in part['paper'].iloc[0] else ''})",
-                    marker_color="#4c78a8", showlegend=True, row=1, col=col)  # fmt: skip
-    fig.update_layout(title=title, barmode="group", height=420,
-                      yaxis_title="difference to the reference row (points)")  # fmt: skip
-    return fig
-
-
-def fig5_figure(fig5: pd.DataFrame) -> go.Figure:
-    """Fig. 5 in miniature: score against V, Adaptformer and Adaptformer+COBOT, per demo set."""
-    datasets = list(dict.fromkeys(fig5["dataset"]))
-    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
-    for col, dataset in enumerate(datasets, 1):
-        part = fig5[fig5["dataset"] == dataset]
-        for column, name, colour in (("plain_mean", "Adaptformer", "#4c78a8"),
-                                     ("cobot_mean", "Adaptformer+COBOT", "#f58518")):  # fmt: skip
-            fig.add_scatter(x=part["V"], y=part[column], name=name, mode="lines+markers",
-                            line={"color": colour}, showlegend=col == 1,
-                            row=1, col=col)  # fmt: skip
-        fig.update_xaxes(type="log", tickvals=list(part["V"]), title="V", row=1, col=col)
-    fig.update_layout(title="Fig. 5 in miniature: hidden size V", height=420,
-                      yaxis_title="mIoU (nuclei) / DSC (mri), %")  # fmt: skip
-    return fig
 
 
 def grid_specs(

@@ -119,11 +119,16 @@ class AblationSpec:
         switches = CobotConfig(coefficient_sets, relation, head) if cobot else None
         return cls(PeftConfig(method, rank=rank, cobot=switches), **run)
 
-    def varied(self, **switches: Any) -> AblationSpec:
-        """This spec with COBOT's switches changed, e.g. ``FULL.varied(relation="off")``."""
-        if self.peft.cobot is None:
-            raise ValueError(f"{self.label()} has no COBOT switches to change ({switches})")
-        return replace(self, peft=self.peft.with_(cobot=replace(self.peft.cobot, **switches)))
+    def varied(self, **changes: Any) -> AblationSpec:
+        """This spec with its PeftConfig changed: ``method`` / ``rank`` and COBOT's switches,
+        e.g. ``FULL.varied(relation="off")``, ``BASE.varied(rank=8)``."""
+        peft = {k: changes.pop(k) for k in ("method", "rank") if k in changes}
+        cobot = self.peft.cobot
+        if changes:
+            if cobot is None:
+                raise ValueError(f"{self.label()} has no COBOT switches to change ({changes})")
+            cobot = replace(cobot, **changes)
+        return replace(self, peft=self.peft.with_(cobot=cobot, **peft))
 
     @property
     def method(self) -> str:
