@@ -28,7 +28,6 @@ __all__ = [
     "all_reduce_sum",
     "all_gather_objects",
     "broadcast_object",
-    "barrier",
     "main_first",
     "shutdown",
 ]
@@ -138,11 +137,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
-
-
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
 
 
 def main_first(work: Callable[[], T]) -> T:

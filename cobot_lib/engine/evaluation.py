@@ -78,11 +78,6 @@ class EvalResult:
             "n_images": len({r["index"] for r in self.rows}),
         }
 
-    def to_dataframe(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
 
 def original_masks(item: dict, dataset: Any = None) -> torch.Tensor:
     """Ground-truth masks (N, H, W) as bool at the item's original size.

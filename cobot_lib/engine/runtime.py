@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ __all__ = [
     "batch_prompts",
     "EmbeddingCache",
     "Indexed",
-    "iterate_batches",
     "build_model",
     "build_datasets",
     "build_val_set",
@@ -234,12 +233,6 @@ class Indexed(torch.utils.data.Dataset):
         item = dict(self.dataset[index])
         item["index"] = index
         return item
-
-
-def iterate_batches(indices: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Consecutive chunks of ``indices`` (the last may be shorter)."""
-    for start in range(0, len(indices), batch_size):
-        yield list(indices[start : start + batch_size])
 
 
 def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple[Sam, Any]:

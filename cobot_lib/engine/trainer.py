@@ -180,7 +180,6 @@ class Trainer:
         self.optimizer = _adam(self.params, cfg) if self.params else None
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
-        self.last_checkpoint: Path | None = None
         self.selection: ModelSelection | None = None
         if self.trains and val_set is not None:
             v = cfg.validation
@@ -201,7 +200,7 @@ class Trainer:
             position, world = (epoch, step, global_step), self.env.world_size
             state = training_state(self.sam, self.optimizer, self.scaler, position, world,
                                    self.config, self.history, self.guard.state_dict())  # fmt: skip
-            self.last_checkpoint = atomic_save(state, self.run_dir / CHECKPOINT_NAME)
+            atomic_save(state, self.run_dir / CHECKPOINT_NAME)
         self.guard.saved(self.run_dir / CHECKPOINT_NAME, global_step)
         return True
 
@@ -285,7 +284,6 @@ class Trainer:
             self.history = list(self.resume["history"])
             r = self.resume
             self.position = (r["epoch"], r["step_in_epoch"], r["global_step"])
-            self.last_checkpoint = r["path"]
             self.guard.load_state_dict(r.get("guard", {}))
             self.guard.saved(r["path"], r["global_step"])
         if dist.is_main():
