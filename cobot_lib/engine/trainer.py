@@ -438,17 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="YAML config, e.g. configs/demo/tiny_nuclei_lora_cobot.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4")
     args = parser.parse_args(argv)
-    try:
+
+    def train() -> None:
         result = run_experiment(args.config, args.overrides)
         if dist.is_main():
             print(json.dumps(result["metrics"], indent=2))
             print(f"run directory: {result['run_dir']}")
-    except (ValueError, OSError, DivergenceError) as exc:  # incl. Config/Checkpoint/Dataset
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.shutdown()
-    return 0
+
+    return dist.run_command(train, errors=(DivergenceError,))
 
 
 if __name__ == "__main__":
