@@ -18,6 +18,7 @@ from cobot_lib.backbone.foundation import foundation_checkpoint_path
 from cobot_lib.experiments.ablation_report import (
     TABLE1,
     configurations,
+    fig5_comparison,
     grid_specs,
     summary_sentences,
     table_comparison,
@@ -25,12 +26,14 @@ from cobot_lib.experiments.ablation_report import (
 )
 from cobot_lib.experiments.ablations import (
     COLUMNS,
+    RANKS,
     AblationSpec,
     find_row,
     read_results,
     run_grid,
     run_or_load,
     run_spec,
+    spec_of,
 )
 from cobot_lib.notebook.panel import AblationPanel
 
@@ -39,7 +42,7 @@ L, D = 12, 128  # the tiny model's blocks and width (cobot_lib.backbone.sam.SAM_
 
 
 def quick(**kwargs) -> AblationSpec:
-    return AblationSpec(steps=kwargs.pop("steps", 1), checkpoint=CHECKPOINT, **kwargs)
+    return AblationSpec.of(steps=kwargs.pop("steps", 1), checkpoint=CHECKPOINT, **kwargs)
 
 
 def closed_form(spec: AblationSpec) -> int:
@@ -116,15 +119,23 @@ def test_grid_covers_tables_1_to_3_and_fig5():
     specs = grid_specs(seeds=(0, 1, 2))
     assert len(specs) == 14 * 2 * 3 and len({s.key() for s in specs}) == len(specs)
     assert list(TABLE1.values())[0].cobot is False and list(TABLE1.values())[-1] == AblationSpec()
+    for spec in specs:  # a results row names its spec; the run's seed draws COBOT's too
+        assert spec_of({k: getattr(spec, k) for k in COLUMNS if hasattr(spec, k)}) == spec
+        assert spec.peft.cobot is None or spec.peft.cobot.seed == spec.seed
+
+
+def test_fig5_pairs_plain_and_cobot_at_every_rank_of_the_stored_grid():
+    fig5 = fig5_comparison(read_results("docs/results/ablations_demo.csv"))
+    assert sorted(fig5["V"]) == sorted(RANKS * 2) and (fig5["n"] == 3).all()
 
 
 def test_bad_input_is_named(tmp_path):
     with pytest.raises(ValueError, match="divisible by 4"):
-        AblationSpec(rank=6)
+        AblationSpec.of(rank=6)
     with pytest.raises(ValueError, match="demo:coco"):
         AblationSpec(dataset="demo:coco")
     with pytest.raises(ValueError, match="relation"):
-        AblationSpec(relation="sometimes")
+        AblationSpec.of(relation="sometimes")
     with pytest.raises(ValueError, match="steps"):
         AblationSpec(steps=0)
     with pytest.raises(FileNotFoundError, match="nothing.csv"):
@@ -144,7 +155,7 @@ def test_panel_click_runs_the_chosen_configuration_and_redraws():
     panel.dataset.value = "demo:mri"
     panel.button.click()
     assert panel.last_error is None, panel.last_error
-    chosen = AblationSpec(coefficient_sets="single", relation="fixed", head="linear", rank=8,
+    chosen = AblationSpec.of(coefficient_sets="single", relation="fixed", head="linear", rank=8,
                           dataset="demo:mri", steps=2, checkpoint=CHECKPOINT)  # fmt: skip
     direct = run_spec(chosen)  # the same run without widgets
     bars, dots = panel.figure.data
@@ -161,7 +172,7 @@ def test_panel_click_runs_the_chosen_configuration_and_redraws():
 def _stored(values: list[float], **kwargs) -> pd.DataFrame:
     rows = []
     for seed, value in enumerate(values):
-        spec = AblationSpec(seed=seed, steps=7, checkpoint="random", **kwargs)
+        spec = AblationSpec.of(seed=seed, steps=7, checkpoint="random", **kwargs)
         row = {k: getattr(spec, k) for k in COLUMNS if hasattr(spec, k)}
         rows.append({**row, "miou": value, "mdsc": value, "seconds": 1.0, "params": 1})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -19,13 +19,7 @@ from cobot_lib.engine import trainer as train
 from cobot_lib.engine.checkpoint import CHECKPOINT_NAME
 from cobot_lib.engine.evaluation import evaluate_model, format_mean_std, mean_std, seed_table
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _scene(seed: int, h: int, w: int):

@@ -11,21 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from cobot_lib.notebook.exercises import module_for, solutions
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 STEMS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9A-Z][0-9]_*.ipynb"))
 CASES = [(stem, fn.__name__) for stem in STEMS for fn in solutions(stem)]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("stem", "name"), CASES, ids=[f"{s}-{n}" for s, n in CASES])

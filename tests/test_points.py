@@ -19,13 +19,7 @@ from cobot_lib.engine.config import ConfigError, load_config
 from cobot_lib.engine.evaluation import evaluate_model
 from cobot_lib.engine.runtime import item_prompts
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _masks():

@@ -16,7 +16,6 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
@@ -40,15 +39,9 @@ from cobot_lib.engine.predict import PredictOptions, load_model, main, predict_f
 from cobot_lib.engine.runtime import build_datasets
 from cobot_lib.peft import save_adapter
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NUCLEI = demo_root("nuclei")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _toy_dataset(root):

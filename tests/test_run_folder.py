@@ -21,16 +21,14 @@ from cobot_lib.engine.config import ConfigError, load_config
 from cobot_lib.engine.trainer import Trainer
 from cobot_lib.files import atomic_write, remove_orphans
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MICRO = SamSpec(32, 4, 2, (1, 3), 64, 16, 4, 32, 64, 2, 32)
 
 
 @pytest.fixture(autouse=True)
 def _setup(tmp_path, monkeypatch):
     monkeypatch.setenv("COBOT_CACHE", str(tmp_path / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _trainer(out, resume="auto", lr=1e-3):

@@ -28,7 +28,7 @@ from cobot_lib.experiments.sweep import (
     load_sweep,
     run_slug,
 )
-from cobot_lib.experiments.tables import results_markdown, summarise
+from cobot_lib.experiments.tables import results_markdown, row_config, summarise, variant_label
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ["seconds", "train_seconds"]
@@ -164,7 +164,7 @@ def _fake_runs() -> pd.DataFrame:
 
 def test_summary_is_mean_and_sample_std_over_seeds() -> None:
     summary = summarise(_fake_runs()).set_index("variant")
-    lora = summary.loc["LoRA + COBOT"]
+    lora = summary.loc["LoRA+CoS+RM+HL V=4"]
     values = [0.60, 0.62, 0.67]
     assert lora["n_seeds"] == 3 and lora["seeds"] == "0 1 2"
     assert lora["miou_mean"] == pytest.approx(statistics.mean(values))
@@ -172,8 +172,13 @@ def test_summary_is_mean_and_sample_std_over_seeds() -> None:
     assert pd.isna(summary.loc["Freeze (zero-shot)", "rank"])
     md = results_markdown(_fake_runs(), "t")
     cell = f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
-    assert f"| LoRA + COBOT | {cell} |" in md
-    assert "| LoRA + COBOT | demo:mri | +30.0 | +30.0 | yes (3/3 seeds) |" in md
+    assert f"| LoRA+CoS+RM+HL V=4 | {cell} |" in md
+    assert "| LoRA+CoS+RM+HL V=4 | demo:mri | +30.0 | +30.0 | yes (3/3 seeds) |" in md
+    # a row names its PeftConfig: switches of a plain row and an empty rank are not part of it
+    plain = {"method": "adaptformer", "cobot": False, "relation": "off", "rank": float("nan")}
+    assert variant_label(row_config(plain)) == "Adaptformer V=16"
+    row = {"method": "adaptformer", "cobot": True, "relation": "fixed", "head": "linear", "rank": 8}
+    assert variant_label(row_config(row)) == "Adaptformer+CoS+RM(fixed)+Linear V=8"
 
 
 # ---- a real sweep: resumable, complete, identical ---------------------------------------------

@@ -137,7 +137,7 @@ def test_sbatch_script_and_torchrun_line_of_a_multi_gpu_point(tmp_path, fake_slu
             "cobot_lib.train", [str(config)])  # fmt: skip
         cfg = load_config(config)
         assert cfg.optim.batch_size == 4 and cfg.runtime.device == "cuda"
-        assert cfg.model.type == "vit_b" and cfg.peft.cobot.enabled == run["cobot"]
+        assert cfg.model.type == "vit_b" and (cfg.peft.cobot is not None) == run["cobot"]
         assert cfg.data.root == str(tmp_path / "data" / "set1") and cfg.epochs == 2
 
 
@@ -193,7 +193,7 @@ def test_a_refused_submission_is_one_clear_error(tmp_path, fake_slurm, capsys) -
         (
             {"fixed": {"device": "auto", "method": "decoder", "cobot": True}},
             ["--executor", "local", "--gpus-per-run", "2"],
-            "cannot run with torchrun: peft section: peft.method='decoder' takes no rank and no",
+            "cannot run with torchrun: peft.method='decoder' takes no rank and no COBOT",
         ),
     ],
 )

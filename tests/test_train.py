@@ -38,6 +38,8 @@ from cobot_lib.engine.runtime import (
 from cobot_lib.engine.trainer import NonFiniteLossError, Trainer
 from cobot_lib.peft import adapter_state_dict
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _config(tmp_path, name="run", **sections):
     data = {
@@ -51,15 +53,6 @@ def _config(tmp_path, name="run", **sections):
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return load_config(data)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run faster on one thread, and far faster when other jobs share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 MICRO = SamSpec(32, 4, 2, (1, 3), 64, 16, 4, 32, 64, 2, 32)

@@ -22,14 +22,16 @@ FILLED = ["model.checkpoint=/ckpt/sam_vit_b.pth", "data.root=/data/set"]
 def test_defaults_and_dotted_overrides():
     cfg = load_config(None, ["optim.lr=3e-4", "peft.cobot=true", "peft.cobot.relation=fixed"])
     assert isinstance(cfg, TrainConfig) and cfg.lr == 3e-4
-    assert cfg.peft_config() == PeftConfig("lora", cobot=CobotConfig(relation="fixed"))
+    assert cfg.peft == PeftConfig("lora", cobot=CobotConfig(relation="fixed"))
     assert cfg.epochs == PAPER_DEFAULTS["natural"]["epochs"]
     assert load_config(None, ["domain=medical"]).lr == PAPER_DEFAULTS["medical"]["lr"]
     assert load_config(None, ["data.max_instances=null"]).data.max_instances is None
     assert load_config(None, ["optim.betas=[0.8, 0.9]"]).optim.betas == (0.8, 0.9)
     # YAML 1.1 would read "off" as false: the relation switch must stay a string
-    assert load_config({"peft": {"cobot": {"relation": "off"}}}).peft.cobot.relation == "off"
-    assert load_config(None, ["peft.cobot.relation=off"]).peft_config().cobot is None
+    on = {"peft": {"cobot": {"enabled": True, "relation": "off"}}}
+    assert load_config(on).peft.cobot.relation == "off"
+    # switches without ``enabled: true`` leave COBOT off (they are still checked)
+    assert load_config(None, ["peft.cobot.relation=off"]).peft.cobot is None
 
 
 @settings(max_examples=50, deadline=None)
@@ -44,6 +46,8 @@ def test_unknown_keys_are_named_with_the_valid_ones(tmp_path):
         load_config(None, ["optim.learning_rate=1e-4"])
     with pytest.raises(ConfigError, match=r"'peft\.cobot\.relaton'.*'relation'"):
         load_config(None, ["peft.cobot.relaton=fixed"])
+    with pytest.raises(ConfigError, match=r"'peft\.rnk'.*valid keys here: \['method', 'rank'"):
+        load_config(None, ["peft.rnk=4"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("runtime:\n  sed: 3\n")
     with pytest.raises(ConfigError, match=rf"'runtime\.sed' in {bad}"):
@@ -68,7 +72,7 @@ def test_unknown_keys_are_named_with_the_valid_ones(tmp_path):
 )
 def test_bad_values_fail_with_the_key_named(override, message):
     if message is None:  # decoder with the default (no COBOT) is fine
-        assert load_config(None, [override]).peft_config().method == "decoder"
+        assert load_config(None, [override]).peft.method == "decoder"
         with pytest.raises(ConfigError, match="takes no rank and no COBOT"):
             load_config(None, [override, "peft.cobot=true"])
         return
@@ -107,7 +111,7 @@ def test_every_paper_config_needs_its_paths_then_follows_the_paper():
                 expected["weight_decay"],
                 expected["epochs"],
             )
-        assert cfg.peft_config().cobot == (CobotConfig() if "cobot" in path.stem else None)
+        assert cfg.peft.cobot == (CobotConfig() if "cobot" in path.stem else None)
 
 
 def test_every_demo_config_loads_as_shipped():
@@ -117,7 +121,8 @@ def test_every_demo_config_loads_as_shipped():
         assert cfg.model.type == "tiny" and cfg.model.checkpoint == "foundation"
         assert cfg.data.root == f"demo:{path.parent.name}"
         assert cfg.name == f"{path.parent.name}_{path.stem}"
-        assert cfg.peft_config().cobot == (CobotConfig() if "cobot" in path.stem else None)
+        assert cfg.peft.cobot == (CobotConfig() if "cobot" in path.stem else None)
+        assert load_config(cfg.to_dict()) == cfg  # the YAML shape round-trips
 
 
 def test_fingerprint_tracks_what_decides_the_weights():
@@ -126,7 +131,10 @@ def test_fingerprint_tracks_what_decides_the_weights():
         None, ["data.root=/d", "runtime.progress=false", "runtime.max_steps=3", "output_dir=/x"]
     )
     assert fingerprint(same) == fingerprint(base)
-    for change in ("optim.lr=0.5", "peft.cobot.relation=off", "runtime.seed=4", "data.jitter=3"):
+    # the same PeftConfig however it is written: the default rank, or switches of COBOT left off
+    for spelling in ("peft.rank=4", "peft.cobot.relation=off"):
+        assert fingerprint(load_config(None, ["data.root=/d", spelling])) == fingerprint(base)
+    for change in ("optim.lr=0.5", "peft.cobot=true", "runtime.seed=4", "data.jitter=3"):
         other = load_config(None, ["data.root=/d", change])
         assert fingerprint(other) != fingerprint(base), change
     diff = fingerprint_diff(base.to_dict(), load_config(None, ["data.root=/d", "optim.lr=0.5"]))

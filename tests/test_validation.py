@@ -29,15 +29,9 @@ from cobot_lib.engine.trainer import Trainer
 from cobot_lib.engine.validation import Validator
 from cobot_lib.peft import adapter_state_dict, load_adapter
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MICRO = SamSpec(32, 4, 2, (1, 3), 64, 16, 4, 32, 64, 2, 32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _micro_sam():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle  # only for its error type: nothing here unpickles without torch's allow-list
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +33,6 @@ __all__ = [
     "MODEL_TYPES",
     "build_sam",
     "input_size",
-    "spec_dict",
 ]
 
 
@@ -196,8 +195,3 @@ def build_sam(model_type: str, checkpoint: str | os.PathLike | None = None) -> S
             )
         sam.load_state_dict(state)
     return sam.eval()
-
-
-def spec_dict(model_type: str) -> dict:
-    """The spec as plain data (saved beside adapters so a load can check the backbone)."""
-    return asdict(_check_model_type(model_type))

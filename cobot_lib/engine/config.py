@@ -7,6 +7,10 @@ file and the keys that exist. A file may start from another with ``base: other.y
 relative to the file; deep-merged). The value ``???`` marks a required path (the paper configs'
 SAM checkpoint and dataset root) and fails with a message saying how to set it.
 
+The ``peft`` section is a ``cobot_lib.peft.PeftConfig`` (``peft_from_dict`` reads it,
+``peft_section`` writes it); ``peft.cobot`` is ``true`` / ``false`` or a mapping of
+``enabled`` and CobotConfig's switches.
+
 The paper's protocol (Sec. 5.1, METHOD.md section 5) lives in ``PAPER_DEFAULTS``: ``optim.lr``,
 ``optim.weight_decay`` and ``optim.epochs`` left at ``null`` take the value of ``domain``.
 Those numbers are for ViT-B on full datasets; the tiny demo configs set their own.
@@ -25,14 +29,12 @@ from typing import Any, get_type_hints
 
 import yaml
 
-from ..peft import METHODS, CobotConfig, PeftConfig
+from ..peft import METHODS, PEFT_METHODS, CobotConfig, PeftConfig
 
 __all__ = [
     "PAPER_DEFAULTS",
     "MISSING",
     "ModelSection",
-    "CobotSection",
-    "PeftSection",
     "DataSection",
     "OptimSection",
     "RuntimeSection",
@@ -42,6 +44,10 @@ __all__ = [
     "ConfigError",
     "load_config",
     "config_from_dict",
+    "peft_from_dict",
+    "peft_section",
+    "PEFT_KEYS",
+    "COBOT_KEYS",
     "apply_overrides",
     "parse_yaml",
 ]
@@ -86,30 +92,6 @@ class ModelSection:
 
     type: str = "tiny"
     checkpoint: str | None = "foundation"
-
-
-@dataclass
-class CobotSection:
-    """COBOT on/off and its switches (``peft.CobotConfig``); ``peft.cobot=true`` enables it."""
-
-    enabled: bool = False
-    coefficient_sets: str = "dual"
-    relation: str = "learnable"
-    head: str = "hypercomplex"
-    head_init: str = "paper"
-    seed: int = 0
-
-
-@dataclass
-class PeftSection:
-    """method: lora | adaptformer | decoder (the paper's "Lightweight") | freeze | full."""
-
-    method: str = "lora"
-    rank: int | None = None
-    cobot: CobotSection = field(default_factory=CobotSection)
-    train_decoder: bool = True
-    adaptformer_scale: float = 1.0
-    adaptformer_dropout: float = 0.1
 
 
 @dataclass
@@ -207,7 +189,7 @@ class TrainConfig:
     domain: str = "natural"
     output_dir: str = "runs/{name}"
     model: ModelSection = field(default_factory=ModelSection)
-    peft: PeftSection = field(default_factory=PeftSection)
+    peft: PeftConfig = field(default_factory=lambda: PeftConfig("lora"))
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
@@ -235,7 +217,8 @@ class TrainConfig:
         return Path(self.output_dir.format(name=self.name))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data in the YAML's own shape (``load_config`` reads it back unchanged)."""
+        return {**asdict(self), "peft": peft_section(self.peft)}
 
     def validate(self) -> TrainConfig:
         """Check values that the types do not; raises ConfigError naming the key."""
@@ -285,33 +268,7 @@ class TrainConfig:
                     f"{key} is not set (placeholder {MISSING!r}); pass it on the command line, "
                     f"e.g. `python -m cobot_lib.train CONFIG.yaml {key}=/path/to/...`"
                 )
-        self.peft_config()
         return self
-
-    def peft_config(self):
-        """The ``cobot_lib.peft.PeftConfig`` this run applies (its checks raise ConfigError)."""
-        p, c = self.peft, self.peft.cobot
-        if p.method not in METHODS:  # before COBOT's checks, which would blame COBOT
-            raise ConfigError(
-                f"peft.method={p.method!r}: unknown PEFT method {p.method!r}; expected one of "
-                f"{list(METHODS)}"
-            )
-        try:
-            switches = CobotConfig(c.coefficient_sets, c.relation, c.head, c.head_init, c.seed)
-            cobot = switches if c.enabled else None
-            extra = {}
-            if p.method in ("lora", "adaptformer"):
-                extra = {"rank": p.rank, "cobot": cobot, "train_decoder": p.train_decoder}
-            elif p.rank is not None or cobot is not None:
-                raise ValueError(f"peft.method={p.method!r} takes no rank and no COBOT")
-            return PeftConfig(
-                method=p.method,
-                adaptformer_scale=p.adaptformer_scale,
-                adaptformer_dropout=p.adaptformer_dropout,
-                **extra,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"peft section: {exc}") from exc
 
 
 def _default(value: Any, domain: str, key: str) -> Any:
@@ -381,7 +338,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
         if key not in valid:
             raise ConfigError(f"unknown config key {full!r} in {source}; valid keys here: {valid}")
         hint = hints[key]
-        if dataclasses.is_dataclass(hint):
+        if hint is PeftConfig:
+            kwargs[key] = peft_from_dict({} if value is None else value, source)
+        elif dataclasses.is_dataclass(hint):
             switch = "enabled" in hint.__dataclass_fields__
             if isinstance(value, bool) and switch:
                 value = {"enabled": value}
@@ -395,6 +354,85 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
         else:
             kwargs[key] = _coerce(value, hint, full)
     return cls(**kwargs)
+
+
+# ---- the peft section: a PeftConfig written as YAML ------------------------------------------
+
+#: The ``peft`` section's keys: PeftConfig's fields (``extra`` is not settable from a file).
+PEFT_KEYS = ("method", "rank", "cobot", "train_decoder", "adaptformer_scale", "adaptformer_dropout")
+#: ``peft.cobot``: ``true`` / ``false``, or a mapping of the on/off switch and CobotConfig's fields.
+COBOT_KEYS = ("enabled", *(f.name for f in fields(CobotConfig)))
+
+
+def peft_section(config: PeftConfig) -> dict[str, Any]:
+    """``config`` as the run config's ``peft`` section (what ``peft_from_dict`` reads back):
+    ``cobot`` is ``{enabled, coefficient_sets, ...}``, its switches at their defaults when off."""
+    cobot = {"enabled": config.cobot is not None, **asdict(config.cobot or CobotConfig())}
+    return {**{key: getattr(config, key) for key in PEFT_KEYS}, "cobot": cobot}
+
+
+def peft_from_dict(data: Any, source: str) -> PeftConfig:
+    """The ``peft`` section as a ``PeftConfig``; a bad key or value is one ConfigError naming it.
+
+    ``cobot`` is ``true`` / ``false`` or a mapping whose ``enabled`` (default false) switches
+    COBOT on; its switches are checked either way. ``rank`` and ``cobot`` belong to the methods
+    that inject modules (``PEFT_METHODS``); ``train_decoder`` is ignored by the others, which
+    train the decoder (``decoder``, ``full``) or nothing (``freeze``) whatever it says.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"peft in {source} must be a mapping of {list(PEFT_KEYS)}, got {data!r}")
+    hints = get_type_hints(PeftConfig)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in PEFT_KEYS:
+            raise ConfigError(
+                f"unknown config key 'peft.{key}' in {source}; valid keys here: {list(PEFT_KEYS)}"
+            )
+        values[key] = value if key == "cobot" else _coerce(value, hints[key], f"peft.{key}")
+    method = values.setdefault("method", "lora")
+    if method not in METHODS:  # before COBOT's checks, which would blame COBOT
+        raise ConfigError(
+            f"peft.method={method!r}: unknown PEFT method {method!r}; expected one of "
+            f"{list(METHODS)}"
+        )
+    cobot = _cobot_from_value(values.pop("cobot", None), source)
+    if method not in PEFT_METHODS:
+        if values.get("rank") is not None or cobot is not None:
+            raise ConfigError(
+                f"peft.method={method!r} takes no rank and no COBOT (peft.rank and peft.cobot "
+                f"belong to {list(PEFT_METHODS)})"
+            )
+        values.pop("train_decoder", None)
+    try:
+        return PeftConfig(**values, cobot=cobot)
+    except ValueError as exc:
+        raise ConfigError(f"peft section in {source}: {exc}") from exc
+
+
+def _cobot_from_value(value: Any, source: str) -> CobotConfig | None:
+    """``peft.cobot`` (a bool, a mapping or null) as the CobotConfig it switches on, or None."""
+    if value is None or isinstance(value, bool):
+        value = {"enabled": bool(value)}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"peft.cobot in {source} must be true, false or a mapping of {list(COBOT_KEYS)}, "
+            f"got {value!r} (booleans are written true / false)"
+        )
+    hints = {"enabled": bool, **get_type_hints(CobotConfig)}
+    switches: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in COBOT_KEYS:
+            raise ConfigError(
+                f"unknown config key 'peft.cobot.{key}' in {source}; valid keys here: "
+                f"{list(COBOT_KEYS)}"
+            )
+        switches[key] = _coerce(item, hints[key], f"peft.cobot.{key}")
+    enabled = switches.pop("enabled", False)
+    try:
+        cobot = CobotConfig(**switches)  # checked even when off: a typo is an error either way
+    except ValueError as exc:
+        raise ConfigError(f"peft section in {source}: {exc}") from exc
+    return cobot if enabled else None
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:

@@ -10,6 +10,7 @@ path. Only rank 0 writes files (``is_main``); metrics are summed across ranks be
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,9 +29,9 @@ __all__ = [
     "all_reduce_sum",
     "all_gather_objects",
     "broadcast_object",
-    "barrier",
     "main_first",
     "shutdown",
+    "run_command",
 ]
 
 T = TypeVar("T")
@@ -140,11 +141,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
 def main_first(work: Callable[[], T]) -> T:
     """``work()`` on rank 0, then on the other ranks once it has succeeded there.
 
@@ -172,3 +168,19 @@ def shutdown() -> None:
     """Leave the process group (end of a torchrun run)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def run_command(work: Callable[[], None], errors: tuple[type[BaseException], ...] = ()) -> int:
+    """A command line's exit status for ``work()``: 0 when it returns; 2, with the one line
+    ``error: <message>`` on stderr and no traceback, when it raises what a user's input causes
+    (ValueError, which ConfigError, CheckpointError and DatasetError are; OSError, e.g. a
+    missing file; or one of ``errors``). Anything else is a bug and keeps its traceback. The
+    process group (torchrun) is left either way."""
+    try:
+        work()
+    except (ValueError, OSError, *errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown()
+    return 0

@@ -78,11 +78,6 @@ class EvalResult:
             "n_images": len({r["index"] for r in self.rows}),
         }
 
-    def to_dataframe(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
-
 
 def original_masks(item: dict, dataset: Any = None) -> torch.Tensor:
     """Ground-truth masks (N, H, W) as bool at the item's original size.
@@ -278,15 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", help="adapter directory (default: RUN_DIR/adapter)")
     parser.add_argument("--save-masks", action="store_true", help="write RUN_DIR/masks/*.npz")
     args = parser.parse_args(argv)
-    try:
+
+    def evaluate() -> None:
         config = load_config(args.config, args.overrides)
         _evaluate_run(config, Path(args.adapter) if args.adapter else None, args.save_masks)
-    except (ValueError, OSError) as exc:  # ConfigError, CheckpointError, DatasetError too
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.shutdown()
-    return 0
+
+    return dist.run_command(evaluate)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ __all__ = [
     "batch_prompts",
     "EmbeddingCache",
     "Indexed",
-    "iterate_batches",
     "build_model",
     "build_datasets",
     "build_val_set",
@@ -236,12 +235,6 @@ class Indexed(torch.utils.data.Dataset):
         return item
 
 
-def iterate_batches(indices: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Consecutive chunks of ``indices`` (the last may be shorter)."""
-    for start in range(0, len(indices), batch_size):
-        yield list(indices[start : start + batch_size])
-
-
 def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple[Sam, Any]:
     """The run's SAM with its PEFT variant applied (seeded), or loaded from an adapter directory."""
     seed_everything(config.runtime.seed)
@@ -254,14 +247,14 @@ def build_model(config: TrainConfig, adapter: str | Path | None = None) -> tuple
         sam = build_sam(config.model.type, ckpt)
     if adapter is not None:
         load_adapter(sam, adapter)
-        if peft_config_of(sam) != config.peft_config():
+        if peft_config_of(sam) != config.peft:
             names = ("adapter", "config")
             raise ConfigError(
                 f"adapter {adapter} holds another PEFT variant than the config asks for "
-                f"({differing_keys(peft_config_of(sam), config.peft_config(), names)})"
+                f"({differing_keys(peft_config_of(sam), config.peft, names)})"
             )
         return sam, summarize(sam)
-    return sam, apply_peft(sam, config.peft_config())
+    return sam, apply_peft(sam, config.peft)
 
 
 def _resolve_root(root: str) -> Path:

@@ -149,10 +149,10 @@ class Trainer:
             sam, _ = build_model(cfg)
         elif peft_config_of(sam) is None:
             seed_everything(cfg.runtime.seed)
-            apply_peft(sam, cfg.peft_config())
-        elif peft_config_of(sam) != cfg.peft_config():
+            apply_peft(sam, cfg.peft)
+        elif peft_config_of(sam) != cfg.peft:
             names = ("sam", "config")
-            diff = differing_keys(peft_config_of(sam), cfg.peft_config(), names)
+            diff = differing_keys(peft_config_of(sam), cfg.peft, names)
             raise ConfigError(f"sam has another PEFT variant than the config asks for ({diff})")
         self.sam = sam.to(self.env.device)
         self.summary = summarize(sam)
@@ -180,7 +180,6 @@ class Trainer:
         self.optimizer = _adam(self.params, cfg) if self.params else None
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
-        self.last_checkpoint: Path | None = None
         self.selection: ModelSelection | None = None
         if self.trains and val_set is not None:
             v = cfg.validation
@@ -201,7 +200,7 @@ class Trainer:
             position, world = (epoch, step, global_step), self.env.world_size
             state = training_state(self.sam, self.optimizer, self.scaler, position, world,
                                    self.config, self.history, self.guard.state_dict())  # fmt: skip
-            self.last_checkpoint = atomic_save(state, self.run_dir / CHECKPOINT_NAME)
+            atomic_save(state, self.run_dir / CHECKPOINT_NAME)
         self.guard.saved(self.run_dir / CHECKPOINT_NAME, global_step)
         return True
 
@@ -285,7 +284,6 @@ class Trainer:
             self.history = list(self.resume["history"])
             r = self.resume
             self.position = (r["epoch"], r["step_in_epoch"], r["global_step"])
-            self.last_checkpoint = r["path"]
             self.guard.load_state_dict(r.get("guard", {}))
             self.guard.saved(r["path"], r["global_step"])
         if dist.is_main():
@@ -440,17 +438,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="YAML config, e.g. configs/demo/tiny_nuclei_lora_cobot.yaml")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4")
     args = parser.parse_args(argv)
-    try:
+
+    def train() -> None:
         result = run_experiment(args.config, args.overrides)
         if dist.is_main():
             print(json.dumps(result["metrics"], indent=2))
             print(f"run directory: {result['run_dir']}")
-    except (ValueError, OSError, DivergenceError) as exc:  # incl. Config/Checkpoint/Dataset
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.shutdown()
-    return 0
+
+    return dist.run_command(train, errors=(DivergenceError,))
 
 
 if __name__ == "__main__":

@@ -172,10 +172,6 @@ class Validator:
         return improved
 
     @property
-    def zero_shot_done(self) -> bool:
-        return any(r["global_step"] == 0 for r in self.records)
-
-    @property
     def last_step(self) -> int | None:
         return self.records[-1]["global_step"] if self.records else None
 

@@ -28,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 
 from ..engine.evaluation import mean_std
-from .ablations import DATASETS, GRID_STEPS, AblationSpec, run_grid, select
+from .ablations import DATASETS, GRID_STEPS, RANKS, AblationSpec, run_grid, select
 
 __all__ = [
     "PAIRS",
@@ -54,25 +52,23 @@ __all__ = [
     "fig5_comparison",
     "summary_sentences",
     "markdown_report",
-    "difference_figure",
-    "fig5_figure",
 ]
 
 PAIRS = {"demo:mri": ("ADOME",), "demo:nuclei": ("NWPU", "TRCAN")}
-_BASE = AblationSpec(cobot=False)
+_BASE = AblationSpec.of(cobot=False)
 _FULL = AblationSpec()  # CoS + RM + HL, V = 16
 
 #: Table 1 rows in order (the check marks, read from the paper's prose; METHOD.md section 4).
 TABLE1 = {
     "Adaptformer": _BASE,
-    "+CoS": replace(_FULL, relation="off", head="none"),
-    "+HL": replace(_FULL, coefficient_sets="single", relation="off"),
-    "+CoS+HL": replace(_FULL, relation="off"),
-    "+CoS+RM": replace(_FULL, head="none"),
+    "+CoS": _FULL.varied(relation="off", head="none"),
+    "+HL": _FULL.varied(coefficient_sets="single", relation="off"),
+    "+CoS+HL": _FULL.varied(relation="off"),
+    "+CoS+RM": _FULL.varied(head="none"),
     "+CoS+RM+HL": _FULL,
 }
-TABLE2 = {"Fixed": replace(_FULL, relation="fixed"), "Learnable": _FULL}
-TABLE3 = {"Linear": replace(_FULL, head="linear"), "HL": _FULL}
+TABLE2 = {"Fixed": _FULL.varied(relation="fixed"), "Learnable": _FULL}
+TABLE3 = {"Linear": _FULL.varied(head="linear"), "HL": _FULL}
 
 #: Table 1 of the paper (%): one value per row of TABLE1.
 PAPER_TABLE1 = {
@@ -97,12 +93,15 @@ PAPER_TABLE3 = {
 FIG5_CLAIM = "COBOT > Adaptformer at every V; larger gains at V <= 16"
 
 
-def configurations(ranks=(4, 8, 16, 32)) -> list[AblationSpec]:
+def configurations(ranks: Iterable[int] = RANKS) -> list[AblationSpec]:
     """Every configuration of Tables 1-3 and Fig. 5 (on the default dataset and seed)."""
     found = [*TABLE1.values(), *TABLE2.values(), *TABLE3.values()]
     for rank in ranks:
-        found += [replace(_BASE, rank=rank), replace(_FULL, rank=rank)]
-    return list(dict.fromkeys(found))
+        found += [_BASE.varied(rank=rank), _FULL.varied(rank=rank)]
+    unique: dict[tuple, AblationSpec] = {}
+    for spec in found:
+        unique.setdefault(spec.key(), spec)
+    return list(unique.values())
 
 
 def verdict(paper_diff: float, diff: float, se: float) -> str:
@@ -238,14 +237,14 @@ def rerun_tolerance(table: pd.DataFrame, spec: AblationSpec, fraction: float = 0
     return {m: fraction * float(rows[m].astype(float).std(ddof=1)) for m in ("miou", "mdsc")}
 
 
-def fig5_comparison(table: pd.DataFrame, ranks=(4, 8, 16, 32), steps: int = GRID_STEPS,
+def fig5_comparison(table: pd.DataFrame, ranks: Iterable[int] = RANKS, steps: int = GRID_STEPS,
                     checkpoint: str = "foundation") -> pd.DataFrame:  # fmt: skip
     """Fig. 5 in miniature: Adaptformer vs Adaptformer+COBOT per V; d = COBOT minus plain."""
     out = []
     for dataset in PAIRS:
         for rank in ranks:
-            plain = seed_scores(table, replace(_BASE, rank=rank), dataset, steps, checkpoint)
-            full = seed_scores(table, replace(_FULL, rank=rank), dataset, steps, checkpoint)
+            plain = seed_scores(table, _BASE.varied(rank=rank), dataset, steps, checkpoint)
+            full = seed_scores(table, _FULL.varied(rank=rank), dataset, steps, checkpoint)
             d, se = _diff(full, plain)
             (mp, sp, _), (mf, sf, _) = _stats(plain), _stats(full)
             out.append({
@@ -324,51 +323,12 @@ def markdown_report(table: pd.DataFrame, source: str = "the results table",
     return "\n".join(parts) + "\n"
 
 
-def difference_figure(comparison: pd.DataFrame, title: str) -> go.Figure:
-    """Per demo set: the miniature's difference to the reference row (± 2 se) beside the
-    paper's (the first paired paper set), one bar pair per table row."""
-    datasets = list(dict.fromkeys(comparison["dataset"]))
-    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
-    for col, dataset in enumerate(datasets, 1):
-        part = comparison[(comparison["dataset"] == dataset) & (comparison["vs"] != "")]
-        labels = [f"{r} − {v}" if len(set(part["vs"])) > 1 else r
-                  for r, v in zip(part["row"], part["vs"], strict=True)]  # fmt: skip
-        paper = [float(str(t).split(" / ")[0]) for t in part["paper d"]]
-        first = col == 1
-        fig.add_bar(x=labels, y=part["d"], name="miniature d (± 2 se)", marker_color="#f58518",
-                    error_y={"type": "data", "array": 2 * part["se"]}, showlegend=first,
-                    row=1, col=col)  # fmt: skip
-        fig.add_bar(x=labels, y=paper, name=f"paper d ({part['paper'].iloc[0].split(' / ')[0]}"
-                    f"{', ...' if ' / ' in part['paper'].iloc[0] else ''})",
-                    marker_color="#4c78a8", showlegend=True, row=1, col=col)  # fmt: skip
-    fig.update_layout(title=title, barmode="group", height=420,
-                      yaxis_title="difference to the reference row (points)")  # fmt: skip
-    return fig
-
-
-def fig5_figure(fig5: pd.DataFrame) -> go.Figure:
-    """Fig. 5 in miniature: score against V, Adaptformer and Adaptformer+COBOT, per demo set."""
-    datasets = list(dict.fromkeys(fig5["dataset"]))
-    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
-    for col, dataset in enumerate(datasets, 1):
-        part = fig5[fig5["dataset"] == dataset]
-        for column, name, colour in (("plain_mean", "Adaptformer", "#4c78a8"),
-                                     ("cobot_mean", "Adaptformer+COBOT", "#f58518")):  # fmt: skip
-            fig.add_scatter(x=part["V"], y=part[column], name=name, mode="lines+markers",
-                            line={"color": colour}, showlegend=col == 1,
-                            row=1, col=col)  # fmt: skip
-        fig.update_xaxes(type="log", tickvals=list(part["V"]), title="V", row=1, col=col)
-    fig.update_layout(title="Fig. 5 in miniature: hidden size V", height=420,
-                      yaxis_title="mIoU (nuclei) / DSC (mri), %")  # fmt: skip
-    return fig
-
-
 def grid_specs(
     datasets: Iterable[str] = DATASETS,
     seeds: Iterable[int] = (0, 1, 2),
     steps: int = GRID_STEPS,
     checkpoint: str = "foundation",
-    ranks: Iterable[int] = (4, 8, 16, 32),
+    ranks: Iterable[int] = RANKS,
 ) -> list[AblationSpec]:
     """Every run of Tables 1-3 and Fig. 5 (base Adaptformer), without duplicates.
 
@@ -392,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=GRID_STEPS, help="optimiser steps per run")
-    parser.add_argument("--ranks", nargs="+", type=int, default=[4, 8, 16, 32], help="V of Fig. 5")
+    parser.add_argument("--ranks", nargs="+", type=int, default=list(RANKS), help="V of Fig. 5")
     parser.add_argument("--checkpoint", default="foundation", choices=("foundation", "random"))
     parser.add_argument("--markdown", default=None, help="summary (default: OUT with .md)")
     args = parser.parse_args(argv)

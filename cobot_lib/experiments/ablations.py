@@ -23,22 +23,24 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from ..engine.config import ConfigError, TrainConfig, config_from_dict, load_config
+from ..engine.config import ConfigError, TrainConfig, load_config
 from ..engine.trainer import run_experiment
 from ..files import atomic_write, remove_orphans
-from ..peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
+from ..peft.config import PEFT_METHODS, CobotConfig, PeftConfig
+from .tables import variant_label
 
 __all__ = [
     "COLUMNS",
     "DATASETS",
     "GRID_STEPS",
+    "RANKS",
     "AblationSpec",
     "train_config",
     "run_spec",
@@ -60,6 +62,8 @@ DATASETS = ("demo:nuclei", "demo:mri")
 #: Adam steps per grid run: 2 epochs of the 36 training images of a demo set (one image per
 #: step), 10-20 s per run on one contended thread, so the 84 runs of the grid take 15-30 min.
 GRID_STEPS = 72
+#: The hidden sizes V of Fig. 5 (and the panel's choices).
+RANKS = (4, 8, 16, 32)
 SWITCHES = ("coefficient_sets", "relation", "head")
 _CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
 _KEY = ("method", "cobot", "rank", "seed", "dataset", "steps", "checkpoint")
@@ -67,31 +71,25 @@ _KEY = ("method", "cobot", "rank", "seed", "dataset", "steps", "checkpoint")
 
 @dataclass(frozen=True)
 class AblationSpec:
-    """One ablation run. ``cobot=False`` is the plain method (the switches are then ignored).
+    """One ablation run: the PeftConfig ``peft`` trained on ``dataset`` with ``seed`` for
+    ``steps`` optimiser steps from ``checkpoint`` ("foundation": the pretrained tiny SAM;
+    "random": untrained weights, only for quick tests).
 
-    rank: V (None = the method's default: LoRA 4, Adaptformer 16). checkpoint: "foundation"
-    (the pretrained tiny SAM) or "random" (untrained weights: only for quick tests).
+    ``seed`` draws everything random in the run, COBOT's fixed relation matrix and head init
+    included (``peft.cobot.seed`` is set to it). ``AblationSpec.of`` builds one from the results
+    table's columns; the properties ``method`` ... ``head`` give them back ("-" for the switches
+    of a plain method).
     """
 
-    method: str = "adaptformer"
-    cobot: bool = True
-    coefficient_sets: str = "dual"
-    relation: str = "learnable"
-    head: str = "hypercomplex"
-    rank: int | None = None
+    peft: PeftConfig = field(default_factory=lambda: PeftConfig("adaptformer", cobot=CobotConfig()))
     dataset: str = "demo:nuclei"
     seed: int = 0
     steps: int = GRID_STEPS
     checkpoint: str = "foundation"
 
     def __post_init__(self) -> None:
-        if self.method not in PEFT_METHODS:
-            raise ValueError(f"method={self.method!r}; expected one of {list(PEFT_METHODS)}")
-        if self.rank is None:
-            object.__setattr__(self, "rank", DEFAULT_RANK[self.method])
-        if not self.cobot:  # one spelling of the plain method, whatever the switches said
-            for name, value in zip(SWITCHES, ("-", "-", "-"), strict=True):
-                object.__setattr__(self, name, value)
+        if not isinstance(self.peft, PeftConfig) or self.peft.method not in PEFT_METHODS:
+            raise ValueError(f"peft={self.peft!r}; expected a PeftConfig of {list(PEFT_METHODS)}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset={self.dataset!r}; expected one of {list(DATASETS)}")
         if self.checkpoint not in ("foundation", "random"):
@@ -101,13 +99,60 @@ class AblationSpec:
             if isinstance(value, bool) or not isinstance(value, int) or value < (name == "steps"):
                 least = int(name == "steps")
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-        self.peft_config()  # CobotConfig / PeftConfig check the switches and V
+        cobot = self.peft.cobot
+        if cobot is not None and cobot.seed != self.seed:
+            object.__setattr__(self, "peft", self.peft.with_(cobot=replace(cobot, seed=self.seed)))
 
-    def peft_config(self) -> PeftConfig:
-        """The ``PeftConfig`` this run applies (raises ValueError for bad switches or V)."""
-        switches = [getattr(self, s) for s in SWITCHES]
-        cobot = CobotConfig(*switches, seed=self.seed) if self.cobot else None
-        return PeftConfig(method=self.method, rank=self.rank, cobot=cobot)
+    @classmethod
+    def of(
+        cls,
+        method: str = "adaptformer",
+        cobot: bool = True,
+        rank: int | None = None,
+        coefficient_sets: str = "dual",
+        relation: str = "learnable",
+        head: str = "hypercomplex",
+        **run: Any,
+    ) -> AblationSpec:
+        """The spec of a results row's columns (the switches are ignored when ``cobot`` is
+        false); ``run``: dataset, seed, steps, checkpoint. Raises ValueError for bad values."""
+        switches = CobotConfig(coefficient_sets, relation, head) if cobot else None
+        return cls(PeftConfig(method, rank=rank, cobot=switches), **run)
+
+    def varied(self, **changes: Any) -> AblationSpec:
+        """This spec with its PeftConfig changed: ``method`` / ``rank`` and COBOT's switches,
+        e.g. ``FULL.varied(relation="off")``, ``BASE.varied(rank=8)``."""
+        peft = {k: changes.pop(k) for k in ("method", "rank") if k in changes}
+        cobot = self.peft.cobot
+        if changes:
+            if cobot is None:
+                raise ValueError(f"{self.label()} has no COBOT switches to change ({changes})")
+            cobot = replace(cobot, **changes)
+        return replace(self, peft=self.peft.with_(cobot=cobot, **peft))
+
+    @property
+    def method(self) -> str:
+        return self.peft.method
+
+    @property
+    def cobot(self) -> bool:
+        return self.peft.cobot is not None
+
+    @property
+    def rank(self) -> int:
+        return self.peft.rank
+
+    @property
+    def coefficient_sets(self) -> str:
+        return self.peft.cobot.coefficient_sets if self.cobot else "-"
+
+    @property
+    def relation(self) -> str:
+        return self.peft.cobot.relation if self.cobot else "-"
+
+    @property
+    def head(self) -> str:
+        return self.peft.cobot.head if self.cobot else "-"
 
     @property
     def metric(self) -> str:
@@ -116,27 +161,16 @@ class AblationSpec:
 
     def label(self) -> str:
         """The configuration's name without seed and dataset: 'Adaptformer+CoS+RM+HL V=16'."""
-        name = {"lora": "LoRA", "adaptformer": "Adaptformer"}[self.method]
-        if self.cobot:
-            parts = ["CoS"] if self.coefficient_sets == "dual" else []
-            parts += {"learnable": ["RM"], "fixed": ["RM(fixed)"], "off": []}[self.relation]
-            parts += {"hypercomplex": ["HL"], "linear": ["Linear"], "none": []}[self.head]
-            name += "+" + "+".join(parts) if parts else "+c only"
-        return f"{name} V={self.rank}"
+        return variant_label(self.peft)
 
     def key(self) -> tuple:
         return tuple(getattr(self, k) for k in (*_KEY, *SWITCHES))
 
 
 def train_config(spec: AblationSpec, output_dir: str | os.PathLike) -> TrainConfig:
-    """The demo config of ``spec.dataset`` with ``spec`` applied (``peft.*``, ``peft.cobot.*``).
-
-    The switches are set on the data, not as ``key=value`` overrides: an override value "none"
-    reads as null (``config.apply_overrides``), and ``head: none`` is a string.
-    """
+    """The demo config of ``spec.dataset`` (which sets no ``peft``) running ``spec``'s
+    PeftConfig for ``spec.steps`` steps with ``spec.seed``."""
     overrides = [
-        f"peft.method={spec.method}",
-        f"peft.rank={spec.rank}",
         f"runtime.seed={spec.seed}",
         f"runtime.max_steps={spec.steps}",
         f"optim.epochs={spec.steps}",  # max_steps ends the run; an epoch has at least one step
@@ -147,13 +181,9 @@ def train_config(spec: AblationSpec, output_dir: str | os.PathLike) -> TrainConf
         f"model.checkpoint={'foundation' if spec.checkpoint == 'foundation' else 'null'}",
         f"output_dir={Path(output_dir).as_posix()}",
     ]
-    data = load_config(_base_config(spec.dataset), overrides).to_dict()
-    cobot = data["peft"]["cobot"]
-    cobot["enabled"] = spec.cobot
-    if spec.cobot:
-        cobot.update({s: getattr(spec, s) for s in SWITCHES})
-        cobot["seed"] = spec.seed  # the fixed random S and the head init differ per seed
-    return config_from_dict(data, f"<ablation {spec.label()} on {spec.dataset}>")
+    config = load_config(_base_config(spec.dataset), overrides)
+    config.peft = spec.peft
+    return config
 
 
 def _base_config(dataset: str) -> Path:
@@ -289,8 +319,8 @@ def run_grid(
 
 def spec_of(row: dict | pd.Series) -> AblationSpec:
     """The AblationSpec a results row was made with."""
-    data = {k: row[k] for k in asdict(AblationSpec()) if k in row}
+    data = {k: row[k] for k in (*_KEY, *SWITCHES) if k in row}
     data["cobot"] = str(data["cobot"]).lower() in ("true", "1")
     for k in ("rank", "seed", "steps"):
         data[k] = int(data[k])
-    return AblationSpec(**data)
+    return AblationSpec.of(**data)

@@ -17,11 +17,13 @@ import pandas as pd
 
 from ..engine.evaluation import format_mean_std, mean_std, seed_table
 from ..engine.validation import VALIDATION_FIELDS
+from ..peft.config import COBOT_CHOICES, PEFT_METHODS, CobotConfig, PeftConfig
 
 __all__ = [
     "GROUP_COLUMNS",
     "tidy",
     "variant_label",
+    "row_config",
     "summarise",
     "results_markdown",
     "write_tables",
@@ -42,9 +44,6 @@ _INTS = ("rank", "max_steps", "epochs", "seed", "steps", "n_instances", "n_image
          "batch_size", "val_best_epoch", "val_best_step", "val_count")  # fmt: skip
 _NAMES = {"freeze": "Freeze (zero-shot)", "decoder": "Lightweight (decoder)", "lora": "LoRA",
           "adaptformer": "Adaptformer", "full": "Full fine-tuning"}  # fmt: skip
-_SWITCH = {"coefficient_sets": ("dual", "CoS"), "relation": ("learnable", "RM"),
-           "head": ("hypercomplex", "head")}  # fmt: skip
-_DEFAULT_RANK = {"lora": 4, "adaptformer": 16}
 
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -73,20 +72,35 @@ def _paper_order(col: pd.Series) -> pd.Series:
     return col.map(lambda m: rank.get(m, f"99{m}"))
 
 
-def variant_label(row: pd.Series | dict[str, Any]) -> str:
-    """'LoRA + COBOT', 'Adaptformer (V=8) + COBOT [RM off]', 'Freeze (zero-shot)', ..."""
+def variant_label(config: PeftConfig) -> str:
+    """A PEFT variant's name in the paper's notation: 'Freeze (zero-shot)', 'LoRA V=4',
+    'Adaptformer+CoS+RM+HL V=16', 'Adaptformer+RM(fixed)+Linear V=8'. COBOT's parts (Tables
+    1-3): CoS = dual coefficient sets, RM = learnable relation matrix (RM(fixed): a fixed random
+    one), HL = hypercomplex head (Linear: a dense one); '+c only' when all three are off."""
+    name = _NAMES[config.method]
+    if config.method not in PEFT_METHODS:
+        return name
+    if config.cobot is not None:
+        cobot = config.cobot
+        parts = ["CoS"] if cobot.coefficient_sets == "dual" else []
+        parts += {"learnable": ["RM"], "fixed": ["RM(fixed)"], "off": []}[cobot.relation]
+        parts += {"hypercomplex": ["HL"], "linear": ["Linear"], "none": []}[cobot.head]
+        name += "+" + "+".join(parts) if parts else "+c only"
+    return f"{name} V={config.rank}"
+
+
+def row_config(row: pd.Series | dict[str, Any]) -> PeftConfig:
+    """The PeftConfig a sweep row names (its columns method, rank, cobot and COBOT's switches;
+    an absent or empty column takes PeftConfig's default)."""
     method = row["method"]
-    text = _NAMES.get(method, method)
-    rank = row.get("rank")
-    if method in _DEFAULT_RANK and pd.notna(rank) and int(rank) != _DEFAULT_RANK[method]:
-        text += f" (V={int(rank)})"
+    if method not in PEFT_METHODS:
+        return PeftConfig(method)
+    cobot = None
     if bool(row.get("cobot", False)):
-        text += " + COBOT"
-        off = [f"{short} {row[k]}" for k, (default, short) in _SWITCH.items()
-               if k in row and row[k] != default]  # fmt: skip
-        if off:
-            text += " [" + ", ".join(off) + "]"
-    return text
+        switches = {k: row[k] for k in COBOT_CHOICES if k in row and pd.notna(row[k])}
+        cobot = CobotConfig(**switches)
+    rank = row.get("rank")
+    return PeftConfig(method, rank=int(rank) if pd.notna(rank) else None, cobot=cobot)
 
 
 def _config_columns(df: pd.DataFrame) -> list[str]:
@@ -104,7 +118,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for values, group in df.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, values if isinstance(values, tuple) else (values,), strict=True))
-        row["variant"] = variant_label(row)
+        row["variant"] = variant_label(row_config(row))
         row["n_seeds"] = len(group)
         row["seeds"] = " ".join(str(s) for s in sorted(group["seed"].tolist()))
         for metric in ("miou", "mdsc", "seconds"):
@@ -120,7 +134,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 def _row_names(df: pd.DataFrame) -> pd.Series:
     """Row label per run: the variant, plus the other configuration columns that vary."""
     extra = [c for c in _config_columns(df) if c not in GROUP_COLUMNS]
-    labels = df.apply(variant_label, axis=1)
+    labels = df.apply(lambda row: variant_label(row_config(row)), axis=1)
     for col in extra:
         labels = labels + ", " + col + "=" + df[col].astype(str)
     return labels

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from ..backbone.sam import SAM_SPECS, build_sam
-from ..peft import apply_peft
+from ..peft import PEFT_METHODS, apply_peft
 
 __all__ = ["trace_stages"]
 
@@ -25,8 +25,8 @@ Stage = tuple[str, tuple[int, ...], tuple[int, ...]]
 @torch.no_grad()
 def trace_stages(method: str, seed: int = 0) -> tuple[list[Stage], float]:
     """(stages in data-flow order, max |composed stages - module output|) for block 0."""
-    if method not in ("lora", "adaptformer"):
-        raise ValueError(f"method must be 'lora' or 'adaptformer', got {method!r}")
+    if method not in PEFT_METHODS:
+        raise ValueError(f"method must be one of {list(PEFT_METHODS)}, got {method!r}")
     torch.manual_seed(seed)
     sam = build_sam("tiny").eval()
     apply_peft(sam, method, cobot=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..peft.config import PEFT_METHODS, PeftConfig
+
 __all__ = ["cobot_block_diagram"]
 
 FROZEN, PEFT, IBC, IBE = "#b0b7c3", "#4c78a8", "#f58518", "#54a24b"
@@ -71,10 +73,10 @@ def cobot_block_diagram(
     communication (IBC): the module's own set lambda_MC_m plus lambda_LM_m, read from the
     relation matrix that mixes the base coefficients c_k of all M modules (Eqs. 15-17; the
     bridge is the folded form of Eq. 21)."""
-    if method not in ("lora", "adaptformer"):
-        raise ValueError(f"method must be 'lora' or 'adaptformer', got {method!r}")
-    rank = rank or (4 if method == "lora" else 16)
-    per_block = 2 if method == "lora" else 1
+    if method not in PEFT_METHODS:
+        raise ValueError(f"method must be one of {list(PEFT_METHODS)}, got {method!r}")
+    config = PeftConfig(method, rank=rank or None)
+    rank, per_block = config.rank, config.modules_per_block
     m_total = per_block * num_blocks
     fig = go.Figure()
     # frozen path (row y = 0)

@@ -34,6 +34,7 @@ from ..engine.config import ConfigError, TrainConfig, config_from_dict
 from ..engine.evaluation import EvalResult, evaluate_model
 from ..engine.runtime import check_dataset, seed_everything
 from ..engine.trainer import Trainer, build_datasets
+from ..experiments.point import notebook_config
 from ..files import atomic_write
 from .params import FinetuneRun
 from .viz import overlay
@@ -50,39 +51,11 @@ __all__ = [
 ]
 
 
-def _config_dict(run: FinetuneRun) -> dict[str, Any]:
-    p = run.params
-    switches = {k: p[k] for k in ("coefficient_sets", "relation", "head")}
-    return {
-        "name": "04_finetune",
-        "output_dir": p["output_dir"],
-        "model": {
-            "type": p["model_type"],
-            "checkpoint": None if p["checkpoint"] == "random" else p["checkpoint"],
-        },
-        "peft": {
-            "method": p["method"],
-            "rank": p["rank"],
-            "cobot": {"enabled": p["cobot"], **switches, "seed": p["seed"]},
-        },
-        "data": {"root": p["dataset"], "jitter": p["box_jitter_px"]},
-        "optim": {"lr": p["lr"], "weight_decay": p["weight_decay"], "epochs": p["epochs"]},
-        "runtime": {
-            "seed": p["seed"],
-            "device": p["device"],
-            "amp": p["amp"],
-            "max_steps": p["max_steps"],
-            "resume": "never",  # every run of the notebook starts from the foundation model
-            "progress": False,
-        },
-        "eval": {"enabled": True, "every_epoch": p["eval_every_epoch"]},
-    }
-
-
 def prepare(run: FinetuneRun) -> tuple[TrainConfig, Any, Any]:
     """The run's TrainConfig and its (training, evaluation) sets; an unusable dataset stops
     here, before any model is built, with a ConfigError naming the ``dataset`` parameter."""
-    cfg = config_from_dict(_config_dict(run), "the parameters of 04_finetune")
+    data = notebook_config(run.params, run.params["output_dir"])
+    cfg = config_from_dict(data, "the parameters of 04_finetune")
     trains = run.params["method"] != "freeze" and run.params["epochs"] > 0
     try:
         train_set, eval_set = build_datasets(cfg, need_train=trains)

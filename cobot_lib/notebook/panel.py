@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import ipywidgets as widgets
 import pandas as pd
@@ -27,15 +28,16 @@ from ..experiments.ablations import (
     COLUMNS,
     DATASETS,
     GRID_STEPS,
+    RANKS,
     AblationSpec,
     find_row,
     run_or_load,
 )
+from ..peft.config import COBOT_CHOICES, DEFAULT_RANK, PEFT_METHODS
 from .static import widget_bundle
 
-__all__ = ["AblationPanel", "RANKS"]
+__all__ = ["AblationPanel"]
 
-RANKS = (4, 8, 16, 32)
 _LABEL = {"description_width": "initial"}
 _METRIC = {"miou": "mIoU", "mdsc": "DSC"}
 
@@ -61,6 +63,7 @@ class AblationPanel:
         runner: Callable[..., dict] = run_or_load,
     ):
         AblationSpec(dataset=dataset, steps=steps, checkpoint=checkpoint)  # checks the values
+        full = AblationSpec()  # the widgets start at the paper's full COBOT on Adaptformer
         self.steps, self.checkpoint, self.runner = steps, checkpoint, runner
         self.results = (table if table is not None else pd.DataFrame(columns=COLUMNS)).copy()
         self.shown: dict[tuple, dict] = {}  # configuration -> {"spec", "values", "sources", ...}
@@ -70,16 +73,17 @@ class AblationPanel:
             return widgets.ToggleButtons(description=description, options=options, value=value,
                                          style={**_LABEL, "button_width": "125px"})  # fmt: skip
 
-        self.method = widgets.Dropdown(description="base method", options=["adaptformer", "lora"],
-                                       value="adaptformer", style=_LABEL,
+        self.method = widgets.Dropdown(description="base method", options=sorted(PEFT_METHODS),
+                                       value=full.method, style=_LABEL,
                                        layout={"width": "230px"})  # fmt: skip
         narrow = {"width": "130px"}
         self.cobot = widgets.Checkbox(description="COBOT", value=True, indent=False, layout=narrow)
         self.cos = widgets.Checkbox(description="CoS", value=True, indent=False, layout=narrow)
-        self.relation = toggles("RM", ("learnable", "fixed", "off"), "learnable")
-        self.head = toggles("head", ("hypercomplex", "linear", "none"), "hypercomplex")
+        self.relation = toggles("RM", COBOT_CHOICES["relation"], full.relation)
+        self.head = toggles("head", COBOT_CHOICES["head"], full.head)
         self.rank = widgets.Dropdown(description="V", options=[(str(v), v) for v in RANKS],
-                                     value=16, style=_LABEL, layout={"width": "90px"})  # fmt: skip
+                                     value=full.rank, style=_LABEL,
+                                     layout={"width": "90px"})  # fmt: skip
         self.seeds = widgets.BoundedIntText(description="seeds", value=seeds, min=1, max=10,
                                             style=_LABEL, layout={"width": "120px"})  # fmt: skip
         self.dataset = widgets.Dropdown(description="dataset", options=list(DATASETS),
@@ -118,10 +122,11 @@ class AblationPanel:
     # ---- what the widgets say ------------------------------------------------------------
     def spec(self, seed: int = 0) -> AblationSpec:
         """The configuration the widgets show, for one seed."""
-        return AblationSpec(
+        dual, single = COBOT_CHOICES["coefficient_sets"]
+        return AblationSpec.of(
             method=self.method.value,
             cobot=self.cobot.value,
-            coefficient_sets="dual" if self.cos.value else "single",
+            coefficient_sets=dual if self.cos.value else single,
             relation=self.relation.value,
             head=self.head.value,
             rank=self.rank.value,
@@ -132,7 +137,7 @@ class AblationPanel:
         )
 
     def _method_changed(self, change: dict) -> None:
-        self.rank.value = 4 if change["new"] == "lora" else 16  # each method's default V
+        self.rank.value = DEFAULT_RANK[change["new"]]
 
     def _cobot_changed(self, change: dict) -> None:
         for switch in (self.cos, self.relation, self.head):
@@ -195,7 +200,7 @@ class AblationPanel:
 
     # ---- drawing -------------------------------------------------------------------------
     def _add(self, spec: AblationSpec, rows: list[dict]) -> None:
-        key = spec.key()[:2] + spec.key()[3:]  # without the seed
+        key = replace(spec, seed=0).key()  # the configuration, whatever the seed
         values = [100.0 * float(r[spec.metric]) for r in rows]
         self.shown.pop(key, None)  # re-shown configurations move to the end
         self.shown[key] = {"spec": spec, "values": values, "seeds": [int(r["seed"]) for r in rows],

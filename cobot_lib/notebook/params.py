@@ -33,7 +33,7 @@ from ..backbone.foundation import foundation_checkpoint_path
 from ..backbone.sam import MODEL_TYPES
 from ..experiments.ablation_report import TABLE1
 from ..experiments.ablations import DATASETS, resolve_path
-from ..peft.config import DEFAULT_RANK, METHODS, PEFT_METHODS
+from ..peft.config import COBOT_CHOICES, DEFAULT_RANK, METHODS, PEFT_METHODS, CobotConfig
 
 __all__ = [
     "FinetuneRun",
@@ -175,7 +175,7 @@ def check_params(namespace: Mapping[str, Any], spec: Mapping[str, Param]) -> dic
 # --- the notebooks' parameters ------------------------------------------------------------------
 
 DEMO_SETS = ("demo:nuclei", "demo:mri")
-COBOT_SWITCHES = {"coefficient_sets": "dual", "relation": "learnable", "head": "hypercomplex"}
+COBOT_SWITCHES = {k: getattr(CobotConfig(), k) for k in ("coefficient_sets", "relation", "head")}
 
 
 def _multiple_of_4(**bounds: Any) -> Param:
@@ -289,9 +289,7 @@ def check_finetune(namespace: Mapping[str, Any]) -> FinetuneRun:
         "model_type": Param(str, choices=MODEL_TYPES),
         "checkpoint": Param(str, path="file", path_keywords=("foundation", "random")),
         "dataset": _dataset(), "method": Param(str, choices=METHODS), "cobot": Param(bool),
-        "coefficient_sets": Param(str, choices=("dual", "single")),
-        "relation": Param(str, choices=("learnable", "fixed", "off")),
-        "head": Param(str, choices=("hypercomplex", "linear", "none")),
+        **{k: Param(str, choices=COBOT_CHOICES[k]) for k in COBOT_SWITCHES},
         "rank": Param(int, optional=True, minimum=1), "epochs": Param(int, minimum=0),
         "max_steps": Param(int, optional=True, minimum=1), "lr": Param(float, minimum=0.0),
         "weight_decay": Param(float, minimum=0.0), "box_jitter_px": Param(float, minimum=0.0),

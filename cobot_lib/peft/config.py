@@ -16,6 +16,7 @@ __all__ = [
     "METHODS",
     "PEFT_METHODS",
     "DEFAULT_RANK",
+    "COBOT_CHOICES",
     "CobotConfig",
     "PeftConfig",
     "make_config",
@@ -26,7 +27,8 @@ METHODS = ("lora", "adaptformer", "freeze", "decoder", "full")
 PEFT_METHODS = ("lora", "adaptformer")  # the ones that inject modules COBOT can sit in
 DEFAULT_RANK = {"lora": 4, "adaptformer": 16}
 
-_CHOICES = {
+#: The allowed values of each CobotConfig switch (the first is the default).
+COBOT_CHOICES = {
     "coefficient_sets": ("dual", "single"),
     "relation": ("learnable", "fixed", "off"),
     "head": ("hypercomplex", "linear", "none"),
@@ -81,7 +83,7 @@ class CobotConfig:
     base_init: str = "ones"
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
+        for name, allowed in COBOT_CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"CobotConfig.{name}={value!r}; expected one of {list(allowed)}")
