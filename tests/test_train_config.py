@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cobot_lib.engine.checkpoint import fingerprint, fingerprint_diff
-from cobot_lib.engine.config import PAPER_DEFAULTS, ConfigError, TrainConfig, load_config
+from cobot_lib.engine.config import (
+    PAPER_DEFAULTS,
+    ConfigError,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+)
 from cobot_lib.peft import CobotConfig, PeftConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -146,3 +152,25 @@ def test_override_none_is_the_head_value_and_null_is_none():
 
     data = apply_overrides({}, ["peft.cobot.head=none", "model.checkpoint=null"])
     assert data == {"peft": {"cobot": {"head": "none"}}, "model": {"checkpoint": None}}
+
+
+def test_issue16_controls_are_run_config_keys_that_round_trip():
+    """The symmetry-breaking and control switches (PeftConfig.down_init_scale, CobotConfig's
+    base_init / linear_init / head_init) are settable from a run config, reach the PeftConfig
+    and come back from to_dict unchanged; they change the fingerprint (they decide the weights)."""
+    overrides = ["data.root=/d", "peft.method=adaptformer", "peft.down_init_scale=2.0",
+                 "peft.cobot.enabled=true", "peft.cobot.base_init=perturbed",
+                 "peft.cobot.linear_init=like_hypercomplex", "peft.cobot.head=linear"]  # fmt: skip
+    cfg = load_config(None, overrides)
+    assert cfg.peft.down_init_scale == 2.0
+    assert (cfg.peft.cobot.base_init, cfg.peft.cobot.linear_init) == (
+        "perturbed",
+        "like_hypercomplex",
+    )
+    assert config_from_dict(cfg.to_dict()).peft == cfg.peft
+    plain = load_config(
+        None, ["data.root=/d", "peft.method=adaptformer", "peft.cobot.enabled=true"]
+    )
+    assert fingerprint(cfg) != fingerprint(plain)
+    with pytest.raises(ConfigError, match="base_init"):
+        load_config(None, ["data.root=/d", "peft.cobot.enabled=true", "peft.cobot.base_init=noisy"])

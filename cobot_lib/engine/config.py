@@ -359,7 +359,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
 # ---- the peft section: a PeftConfig written as YAML ------------------------------------------
 
 #: The ``peft`` section's keys: PeftConfig's fields (``extra`` is not settable from a file).
-PEFT_KEYS = ("method", "rank", "cobot", "train_decoder", "adaptformer_scale", "adaptformer_dropout")
+PEFT_KEYS = tuple(f.name for f in fields(PeftConfig) if f.name != "extra")
 #: ``peft.cobot``: ``true`` / ``false``, or a mapping of the on/off switch and CobotConfig's fields.
 COBOT_KEYS = ("enabled", *(f.name for f in fields(CobotConfig)))
 

@@ -11,8 +11,8 @@ training. The tables of principal angles notebook 07 draws are built here too, f
 ``cobot_lib.experiments.analysis``.
 
 ``fresh_model`` and ``train_short`` serve notebook 06's comparison of base-coefficient
-initialisations (``CobotConfig.base_init``), which the run configuration does not carry: the
-same plain Adam loop (``analysis.loss_gradients``, one image per step) trains both models, so
+initialisations (``CobotConfig.base_init``) in the smallest loop that shows it: the same plain
+Adam loop (``analysis.loss_gradients``, one image per step) trains both models, so
 the two runs differ only in c's initial values.
 """
 
