@@ -6,7 +6,8 @@ figures and its metrics JSON come with every run.
 
 A point on several GPUs cannot run in a notebook kernel: DDP needs one process per GPU, which
 torchrun starts. Such a point writes the training config the notebook would build from the same
-parameters (``notebook_config``: the notebook's cell 3) to ``RUN/train_config.yaml`` and runs
+parameters (``notebook_config``, which the notebook's ``prepare`` calls too) to
+``RUN/train_config.yaml`` and runs
 
     python -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node=G \\
         -m cobot_lib.train RUN/train_config.yaml
@@ -17,7 +18,8 @@ is G images per Adam step (one per GPU; the notebook and the paper take 1), so a
 of the steps, and the row has a ``batch_size`` column; the run resumes from its own checkpoint
 when the job is run again (the notebook always starts over). Afterwards this process scores the
 frozen model (the zero-shot row, as the notebook does) on the first GPU and writes
-``metrics.json`` with the notebook's keys, plus ``batch_size``. The ranks' output goes to
+``metrics.json`` with the notebook's keys (model selection's fields from ``results.json``), plus
+``batch_size``. The ranks' output goes to
 ``RUN/torchrun.log``.
 """
 

@@ -1,8 +1,8 @@
 """The harness of notebook 04 (one fine-tuning run), so that its cells show the experiment.
 
     run = check_finetune(globals())               # cobot_lib.notebook.params
-    cfg, train_set, eval_set = prepare(run)       # the TrainConfig and both datasets, checked
-    trainer = Trainer(cfg, train_set=train_set, eval_set=eval_set)
+    cfg, train_set, eval_set, val_set = prepare(run)  # the TrainConfig and datasets, checked
+    trainer = Trainer(cfg, train_set=train_set, eval_set=eval_set, val_set=val_set)
     zero, plain_weights = zero_shot(run, eval_set, trainer.env.device)
     ...
     write_metrics(run, final, zero, trainer, history, seconds)
