@@ -51,9 +51,11 @@ def test_the_check_cells_are_where_the_tests_expect() -> None:
         ({"checkpoint": "/nonexistent/sam_vit_b.pth"}, ["no such file", "sam_vit_b.pth"]),
         ({"method": "freeze", "cobot": True}, ["method='freeze'", "cobot must be False"]),
         ({"cobot": False, "relation": "off"}, ["only apply with cobot=True"]),
+        ({"val_split": "test"}, ["val_split='test' is the evaluation split", "held-out"]),
+        ({"negative_points": 2}, ["{'negative_points': 2} only apply with point prompts"]),
     ],
     ids=["wrong-type", "unknown-method", "missing-checkpoint", "cobot-on-freeze",
-         "switch-without-cobot"],
+         "switch-without-cobot", "select-on-test", "points-without-point-prompts"],
 )  # fmt: skip
 def test_bad_parameter_stops_early(tmp_path: Path, params: dict, expected: list[str]) -> None:
     err = _fail(tmp_path, **params)
@@ -83,3 +85,11 @@ def test_dataset_folder_with_no_samples(tmp_path: Path) -> None:
     err = _fail(tmp_path, dataset=str(root))
     assert err.ename == "ConfigError"
     assert "gives no usable samples" in err.evalue and "is empty" in err.evalue
+
+
+@pytest.mark.slow
+def test_validation_split_that_the_dataset_lacks(tmp_path: Path) -> None:
+    err = _fail(tmp_path, val_split="holdout")  # demo:nuclei has train, val and test
+    assert err.ename == "ConfigError"
+    assert "val_split='holdout' (data.val_split)" in err.evalue
+    assert "holdout.txt" in err.evalue and "data.val_split=null" in err.evalue

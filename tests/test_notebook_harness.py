@@ -51,8 +51,10 @@ FINETUNE = {
     "model_type": "tiny", "checkpoint": "random", "dataset": "demo:nuclei", "method": "lora",
     "cobot": True, "coefficient_sets": "dual", "relation": "learnable", "head": "hypercomplex",
     "rank": None, "epochs": 1, "max_steps": None, "lr": 1e-4, "weight_decay": 0.0,
-    "box_jitter_px": 1.0, "seed": 0, "device": "cpu", "amp": "auto", "eval_every_epoch": True,
-    "expect_gain": True, "num_overlays": 1, "output_dir": "runs/x", "metrics_path": "",
+    "box_jitter_px": 1.0, "seed": 0, "device": "cpu", "amp": "auto", "val_split": "val",
+    "val_every_steps": None, "patience": None, "prompt": "box", "points": 1, "negative_points": 0,
+    "eval_every_epoch": True, "expect_gain": True, "num_overlays": 1, "output_dir": "runs/x",
+    "metrics_path": "",
 }  # fmt: skip
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cobot_lib.notebook.params import Param, ParameterError, check_params
+from cobot_lib.experiments.sweep import notebook_parameters
+from cobot_lib.notebook.params import Param, ParameterError, check_finetune, check_params
 
 SPEC = {
     "model_type": Param(str, choices=("tiny", "vit_b")),
@@ -100,3 +103,45 @@ def test_list_params_check_every_element(value, words):
     param = Param(list, items=int, minimum=1, maximum=1024)
     assert param.problem(value) == words
     assert param.describe() == "list of int (not empty), >= 1, <= 1024"
+
+
+# ---- notebook 04's validation and prompt parameters (check_finetune, without a kernel) ------
+NOTEBOOK_04 = Path(__file__).resolve().parents[1] / "notebooks" / "04_finetune.ipynb"
+
+
+@pytest.fixture(scope="module")
+def finetune_defaults() -> dict:
+    """Notebook 04's parameters cell, read as papermill (and a sweep) reads it."""
+    return notebook_parameters(NOTEBOOK_04)
+
+
+def test_finetune_defaults_validate_on_val_with_box_prompts(finetune_defaults):
+    run = check_finetune(finetune_defaults)
+    assert run.params["val_split"] == "val" and run.params["prompt"] == "box"
+    no_validation = check_finetune({**finetune_defaults, "val_split": None})  # the tables' protocol
+    assert no_validation.params["val_split"] is None
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"val_split": "test"}, "val_split='test' is the evaluation split"),
+        ({"val_split": "train"}, "val_split='train' is the training split"),
+        ({"val_split": ""}, "a split name (splits/NAME.txt) or None"),
+        ({"val_every_steps": 0}, "val_every_steps = 0 (int): below the minimum 1"),
+        ({"patience": 2.5}, "patience = 2.5 (float): wrong type float"),
+        ({"val_split": None, "patience": 3}, "{'patience': 3} only apply with validation"),
+        ({"prompt": "points"}, "prompt = 'points' (str): unknown value"),
+        ({"points": 0, "prompt": "point"}, "points = 0 (int): below the minimum 1"),
+        ({"negative_points": 2}, "{'negative_points': 2} only apply with point prompts"),
+    ],
+)
+def test_finetune_validation_and_prompt_errors(finetune_defaults, bad, words):
+    with pytest.raises(ParameterError) as info:
+        check_finetune({**finetune_defaults, **bad})
+    assert words in str(info.value), str(info.value)
+
+
+def test_finetune_point_prompts_are_accepted(finetune_defaults):
+    run = check_finetune({**finetune_defaults, "prompt": "box+point", "negative_points": 2})
+    assert (run.params["points"], run.params["negative_points"]) == (1, 2)

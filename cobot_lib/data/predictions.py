@@ -41,6 +41,7 @@ __all__ = [
     "overlay",
     "CocoWriter",
     "PredictionWriter",
+    "read_coco_masks",
 ]
 
 PALETTE = np.array(
@@ -264,3 +265,23 @@ class PredictionWriter:
         self.bar.close()
         if self.coco is not None:
             self.coco.close()
+
+
+def read_coco_masks(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A COCO results file's masks back as {image file name: bool (N, H, W)}, objects in the
+    file's order (``CocoWriter`` writes them in prediction order); an image without objects
+    gets (0, H, W). A volume's slices are keyed ``NAME:zK`` (K: the slice index)."""
+    coco = json.loads(Path(path).read_text())
+
+    def key(im: dict[str, Any]) -> str:
+        return im["file_name"] + (f":z{im['slice']}" if "slice" in im else "")
+
+    images = {im["id"]: im for im in coco["images"]}
+    found: dict[str, list[np.ndarray]] = {key(im): [] for im in images.values()}
+    for ann in coco["annotations"]:
+        found[key(images[ann["image_id"]])].append(mask_utils.decode(ann["segmentation"]) > 0)
+    return {
+        key(im): np.stack(found[key(im)]) if found[key(im)] else
+        np.zeros((0, im["height"], im["width"]), bool)
+        for im in images.values()
+    }  # fmt: skip

@@ -29,6 +29,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from ..data.base import PROMPTS
 from ..peft import METHODS, PEFT_METHODS, CobotConfig, PeftConfig
 
 __all__ = [
@@ -227,7 +228,7 @@ class TrainConfig:
         cache = str(self.runtime.cache_embeddings).lower()
         _choice("runtime.cache_embeddings", cache, ("auto", "true", "false"))
         _choice("data.format", self.data.format, (None, "folder", "coco", "nifti"))
-        _choice("data.prompt", self.data.prompt, ("box", "point", "box+point"))
+        _choice("data.prompt", self.data.prompt, PROMPTS)
         for key, value in (
             ("optim.batch_size", self.optim.batch_size),
             ("runtime.max_steps", self.runtime.max_steps),

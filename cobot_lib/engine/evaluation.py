@@ -53,6 +53,7 @@ from .runtime import (
 __all__ = [
     "EvalResult",
     "evaluate_model",
+    "mask_file",
     "original_masks",
     "mean_std",
     "format_mean_std",
@@ -99,6 +100,12 @@ def original_masks(item: dict, dataset: Any = None) -> torch.Tensor:
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "image"
+
+
+def mask_file(directory: str | Path, name: str) -> Path:
+    """Where ``evaluate_model(save_masks=directory)`` writes image ``name``'s masks (``.npz``:
+    ``masks`` bool (N, H, W) at the original size, ``dsc``, ``iou``)."""
+    return Path(directory) / f"{_safe_name(name)}.npz"
 
 
 @torch.no_grad()
@@ -184,7 +191,7 @@ def _write_masks(directory: Path, kept: list, result: EvalResult) -> None:
     for name, packed, shape in kept:
         masks = np.unpackbits(packed, axis=-1, count=shape[-1]).astype(bool)
         dsc, iou = np.array(scores.get(name, [])).reshape(-1, 2).T
-        np.savez_compressed(directory / f"{_safe_name(name)}.npz", masks=masks, dsc=dsc, iou=iou)
+        np.savez_compressed(mask_file(directory, name), masks=masks, dsc=dsc, iou=iou)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -28,6 +28,7 @@ from ..backbone.foundation import load_foundation_model
 from ..backbone.prompting import Prompts, decode_prompts, encode_images
 from ..backbone.sam import build_sam, input_size
 from ..data import load_dataset
+from ..data.base import PROMPTS
 from ..data.demo import ensure_demo_data
 from ..data.validation import DatasetError, require_valid_dataset
 from ..peft import (
@@ -171,7 +172,7 @@ class PromptedSam(nn.Module):
 def item_prompts(item: dict[str, Any]) -> Prompts:
     """The prompts an item gives the model, by its "prompt" key ("box" when absent)."""
     kind = item.get("prompt", "box")
-    if kind not in ("box", "point", "box+point"):
+    if kind not in PROMPTS:
         raise ValueError(f"item {item.get('name')!r} has prompt={kind!r}")
     boxes = torch.as_tensor(item["boxes"]) if "box" in kind else None
     if "point" not in kind:

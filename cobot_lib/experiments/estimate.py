@@ -30,6 +30,9 @@ Adam steps x the step time + the images it scores x the evaluation time. Steps: 
 ceil(training images / processes), at most ``max_steps``; Freeze trains none. Scored images:
 the notebook scores the test split three times (zero-shot, at initialisation, final) plus once
 per epoch with ``eval_every_epoch``; a torchrun point twice (zero-shot, final) plus per epoch.
+With ``val_split`` (model selection) a training run also scores the validation split for the
+zero-shot model, after every epoch (or every ``val_every_steps`` steps) and once more (the
+notebook's check of the kept model; early stopping is not foreseen).
 Image counts are the lines of the dataset's ``splits/*.txt`` (a NIfTI set lists cases, not
 slices: its estimate is too low); a demo set that is not built yet has no estimate.
 """
@@ -160,5 +163,9 @@ def estimate_run(sweep: Sweep, run: dict[str, Any], processes: int, times: StepT
         scored = (3 + per_epoch) * n_test
     else:
         scored = n_test + (1 + per_epoch) * math.ceil(n_test / processes)
+    val_split, every = value("val_split"), value("val_every_steps")
+    if steps and val_split is not None:  # model selection: zero-shot, then per epoch or N steps
+        passes = 2 + (epochs if every is None else steps // int(every))  # + the notebook's check
+        scored += passes * math.ceil((split_size(dataset, str(val_split)) or 0) / processes)
     seconds = STARTUP_SECONDS + steps * step_s + scored * eval_s
     return Estimate(steps, seconds, step_measured and eval_measured)

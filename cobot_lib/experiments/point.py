@@ -6,7 +6,8 @@ figures and its metrics JSON come with every run.
 
 A point on several GPUs cannot run in a notebook kernel: DDP needs one process per GPU, which
 torchrun starts. Such a point writes the training config the notebook would build from the same
-parameters (``notebook_config``: the notebook's cell 3) to ``RUN/train_config.yaml`` and runs
+parameters (``notebook_config``, which the notebook's ``prepare`` calls too) to
+``RUN/train_config.yaml`` and runs
 
     python -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node=G \\
         -m cobot_lib.train RUN/train_config.yaml
@@ -17,7 +18,8 @@ is G images per Adam step (one per GPU; the notebook and the paper take 1), so a
 of the steps, and the row has a ``batch_size`` column; the run resumes from its own checkpoint
 when the job is run again (the notebook always starts over). Afterwards this process scores the
 frozen model (the zero-shot row, as the notebook does) on the first GPU and writes
-``metrics.json`` with the notebook's keys, plus ``batch_size``. The ranks' output goes to
+``metrics.json`` with the notebook's keys (model selection's fields from ``results.json``), plus
+``batch_size``. The ranks' output goes to
 ``RUN/torchrun.log``.
 """
 
@@ -42,6 +44,7 @@ from ..engine.config import config_from_dict
 from ..engine.distributed import resolve_device
 from ..engine.evaluation import evaluate_model
 from ..engine.runtime import build_datasets, seed_everything
+from ..engine.validation import validation_fields
 from ..files import atomic_write
 from ..peft import DEFAULT_RANK, PEFT_METHODS
 from .sweep import NOTEBOOK, RESERVED, read_metrics, run_directory, run_one, run_slug
@@ -54,7 +57,8 @@ class PointFailed(RuntimeError):
 
 
 def notebook_config(params: dict[str, Any], output_dir: str | os.PathLike) -> dict[str, Any]:
-    """The training config notebook 04 builds from its parameters (its cell 3), as plain data.
+    """The training config notebook 04 builds from its parameters (``notebook.finetune.prepare``
+    calls this), as plain data.
 
     ``params`` must hold every notebook parameter (defaults filled in).
     """
@@ -70,11 +74,14 @@ def notebook_config(params: dict[str, Any], output_dir: str | os.PathLike) -> di
             "cobot": {"enabled": p["cobot"], "coefficient_sets": p["coefficient_sets"],
                       "relation": p["relation"], "head": p["head"], "seed": p["seed"]},
         },
-        "data": {"root": p["dataset"], "jitter": p["box_jitter_px"]},
+        "data": {"root": p["dataset"], "jitter": p["box_jitter_px"], "val_split": p["val_split"],
+                 "prompt": p["prompt"], "points": p["points"],
+                 "negative_points": p["negative_points"]},
         "optim": {"lr": p["lr"], "weight_decay": p["weight_decay"], "epochs": p["epochs"]},
         "runtime": {"seed": p["seed"], "device": p["device"], "amp": p["amp"],
                     "max_steps": p["max_steps"], "resume": "never", "progress": False},
         "eval": {"enabled": True, "every_epoch": p["eval_every_epoch"]},
+        "validation": {"every_steps": p["val_every_steps"], "patience": p["patience"]},
     }  # fmt: skip
 
 
@@ -115,6 +122,7 @@ def torchrun_metrics(
         ),
         "torch_threads": threads,
         "torch_version": torch.__version__,
+        **(result.get("validation") or validation_fields(None)),
         "batch_size": batch_size,
     }
 

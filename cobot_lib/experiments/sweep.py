@@ -22,7 +22,10 @@ A grid file (YAML; ``relation: off`` stays a string, as in the training configs)
 Each mapping of ``grid`` is a cartesian product (first key slowest); a list of mappings is the
 union of their products (scikit-learn's ``ParameterGrid`` semantics), duplicates dropped. Every
 name must be a parameter of the notebook (papermill's parameters cell) and every value must have
-the type of its default there; both are checked before anything runs. ``output_dir`` and
+the type of its default there (or be null: the notebook's first cells say whether a parameter
+may be None); both are checked before anything runs. The shipped grids set ``val_split: null``:
+their tables keep the last epoch's adapter, as the paper's protocol does, not the adapter that
+scores best on the validation split (the notebook's default). ``output_dir`` and
 ``metrics_path`` are the sweep's: each run gets ``OUT/runs/<slug>/`` holding the executed
 notebook, ``params.json``, ``metrics.json`` and the trainer's files (``train/``).
 
@@ -44,14 +47,17 @@ another ``--out`` then.)
 Tables (written to OUT after every sweep; ``load_results`` reads them back):
 - ``results.csv``, one row per run: ``run`` (the slug); the notebook's parameters ``model_type,
   checkpoint, dataset, method, cobot, coefficient_sets, relation, head, rank, epochs,
-  max_steps, lr, weight_decay, box_jitter_px, seed, device, amp, eval_every_epoch, expect_gain,
-  num_overlays`` (``rank`` resolved: LoRA 4, Adaptformer 16, empty for freeze/decoder/full);
+  max_steps, lr, weight_decay, box_jitter_px, seed, device, amp, val_split, val_every_steps,
+  patience, prompt, points, negative_points, eval_every_epoch, expect_gain, num_overlays``
+  (``rank`` resolved: LoRA 4, Adaptformer 16, empty for freeze/decoder/full);
   the results ``miou, mdsc`` (mean IoU and mean DSC over instances, fractions in [0, 1]),
   ``n_instances, n_images, zero_shot_miou, zero_shot_mdsc`` (the frozen foundation model),
   ``seconds`` (training + final evaluation, wall clock), ``train_seconds, steps, final_loss,
   trainable_params, image_encoder_params`` (Table 4's count), ``device_name, torch_threads,
-  torch_version``; and ``batch_size`` (images per Adam step) when a run used several GPUs
-  (``cobot_lib.experiments.point``): the notebook's runs take one image per step.
+  torch_version``; model selection's ``engine.validation.VALIDATION_FIELDS`` (``val_best``,
+  ``val_best_epoch``, ...; empty without validation); and ``batch_size`` (images per Adam
+  step) when a run used several GPUs (``cobot_lib.experiments.point``): the notebook's runs
+  take one image per step.
 - ``summary.csv`` (``summarise(df)``), one row per configuration: ``dataset, method, cobot,
   coefficient_sets, relation, head, rank`` and any other parameter that varies (not the seed,
   device, amp or display options), ``variant`` (a readable name), ``n_seeds, seeds, miou_mean,
@@ -129,8 +135,11 @@ def notebook_parameters(notebook: str | os.PathLike = NOTEBOOK) -> dict[str, Any
 
 
 def _check_value(name: str, value: Any, default: Any, where: str) -> Any:
-    """The value with the type of the notebook's default (int -> float and '1e-3' -> 0.001 ok)."""
-    if default is None:
+    """The value with the type of the notebook's default (int -> float and '1e-3' -> 0.001 ok).
+
+    None (YAML null) passes: whether a parameter may be None (``val_split: null``, ``rank``) is
+    the notebook's own check, in its first cells, before any work."""
+    if default is None or value is None:
         return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)

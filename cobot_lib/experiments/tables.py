@@ -41,7 +41,8 @@ _RESULTS = ("miou", "mdsc", "n_instances", "n_images", "zero_shot_miou", "zero_s
             *VALIDATION_FIELDS)  # fmt: skip
 _INTS = ("rank", "max_steps", "epochs", "seed", "steps", "n_instances", "n_images",
          "trainable_params", "image_encoder_params", "torch_threads", "num_overlays",
-         "batch_size", "val_best_epoch", "val_best_step", "val_count")  # fmt: skip
+         "batch_size", "val_best_epoch", "val_best_step", "val_count", "val_every_steps",
+         "patience", "points", "negative_points")  # fmt: skip
 _NAMES = {"freeze": "Freeze (zero-shot)", "decoder": "Lightweight (decoder)", "lora": "LoRA",
           "adaptformer": "Adaptformer", "full": "Full fine-tuning"}  # fmt: skip
 
@@ -50,6 +51,9 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """Fixed dtypes (nullable ints, bools) and a stable row order, whatever the source (JSON
     files or a CSV), so a table read back equals the one written."""
     df = df.copy()
+    for col in df.columns:  # all empty (e.g. val_split null, no validation): NaN, as a CSV reads
+        if df[col].dtype == object and df[col].isna().all():
+            df[col] = df[col].astype("float64")
     for col in _INTS:
         if col in df:
             df[col] = pd.to_numeric(df[col]).astype("Int64")

@@ -1,8 +1,8 @@
 """The harness of notebook 04 (one fine-tuning run), so that its cells show the experiment.
 
     run = check_finetune(globals())               # cobot_lib.notebook.params
-    cfg, train_set, eval_set = prepare(run)       # the TrainConfig and both datasets, checked
-    trainer = Trainer(cfg, train_set=train_set, eval_set=eval_set)
+    cfg, train_set, eval_set, val_set = prepare(run)  # the TrainConfig and datasets, checked
+    trainer = Trainer(cfg, train_set=train_set, eval_set=eval_set, val_set=val_set)
     zero, plain_weights = zero_shot(run, eval_set, trainer.env.device)
     ...
     write_metrics(run, final, zero, trainer, history, seconds)
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,22 +29,26 @@ import torch
 from segment_anything.modeling import Sam
 
 from ..backbone.foundation import load_foundation_model
-from ..backbone.prompting import predict_masks
+from ..backbone.prompting import decode_prompts, encode_images, upsample_logits
 from ..backbone.sam import PIXEL_MEAN, PIXEL_STD, build_sam
+from ..data.predictions import read_coco_masks
 from ..engine.config import ConfigError, TrainConfig, config_from_dict
-from ..engine.evaluation import EvalResult, evaluate_model
-from ..engine.runtime import check_dataset, seed_everything
+from ..engine.evaluation import EvalResult, evaluate_model, mask_file
+from ..engine.runtime import build_val_set, check_dataset, item_prompts, seed_everything
 from ..engine.trainer import Trainer, build_datasets
+from ..engine.validation import validation_fields
 from ..experiments.point import notebook_config
 from ..files import atomic_write
 from .params import FinetuneRun
 from .viz import overlay
 
 __all__ = [
+    "copy_split_images",
     "metrics_record",
     "missing_weights",
     "overlay_rows",
     "prepare",
+    "same_masks",
     "tensors_without_gradient",
     "weight_fingerprints",
     "write_metrics",
@@ -51,23 +56,29 @@ __all__ = [
 ]
 
 
-def prepare(run: FinetuneRun) -> tuple[TrainConfig, Any, Any]:
-    """The run's TrainConfig and its (training, evaluation) sets; an unusable dataset stops
-    here, before any model is built, with a ConfigError naming the ``dataset`` parameter."""
-    data = notebook_config(run.params, run.params["output_dir"])
-    cfg = config_from_dict(data, "the parameters of 04_finetune")
-    trains = run.params["method"] != "freeze" and run.params["epochs"] > 0
+def prepare(run: FinetuneRun) -> tuple[TrainConfig, Any, Any, Any]:
+    """The run's TrainConfig and its (training, evaluation, validation) sets; an unusable
+    dataset stops here, before any model is built, with a ConfigError naming the ``dataset``
+    or ``val_split`` parameter. The validation set is None without training or validation."""
+    p = run.params
+    cfg = config_from_dict(notebook_config(p, p["output_dir"]), "the parameters of 04_finetune")
+    trains = p["method"] != "freeze" and p["epochs"] > 0
     try:
         train_set, eval_set = build_datasets(cfg, need_train=trains)
         check_dataset(train_set, "training")
         check_dataset(eval_set, "evaluation")
     except (FileNotFoundError, ConfigError) as exc:
         raise ConfigError(
-            f"dataset={run.params['dataset']!r} gives no usable samples "
+            f"dataset={p['dataset']!r} gives no usable samples "
             f"({cfg.data.train_split!r} and {cfg.data.eval_split!r} splits with at least one "
             f"instance are needed): {exc}"
         ) from exc
-    return cfg, train_set, eval_set
+    try:
+        val_set = build_val_set(cfg) if trains else None
+        check_dataset(val_set, "validation")
+    except (FileNotFoundError, ConfigError) as exc:
+        raise ConfigError(f"val_split={p['val_split']!r} (data.val_split): {exc}") from exc
+    return cfg, train_set, eval_set, val_set
 
 
 def weight_fingerprints(model: torch.nn.Module, trainable: bool | None = None) -> dict[str, str]:
@@ -123,8 +134,10 @@ def overlay_rows(
         item = eval_set[i]
         h, w = item["input_size"]
         image = (item["image"].numpy() * std + mean)[:, :h, :w].transpose(1, 2, 0) / 255.0
-        with torch.no_grad():
-            logits = predict_masks(sam, item["image"][None].to(device), [item["boxes"]])[0]
+        with torch.no_grad():  # the item's prompts (box, points or both), as evaluate gives them
+            embedding = encode_images(sam, item["image"][None].to(device))[0]
+            low, _ = decode_prompts(sam, embedding, item_prompts(item).to(device))
+            logits = upsample_logits(low, sam.image_encoder.img_size)
         pred = (logits[:, 0, :h, :w] > sam.mask_threshold).cpu().numpy()
         truth = item["masks"][:, :h, :w].numpy() > 0.5
         after, before = dsc[i]
@@ -148,8 +161,9 @@ def metrics_record(
     seconds: float,
     train_seconds: float,
 ) -> dict[str, Any]:
-    """One flat record: the parameters (rank resolved), the scores as fractions, the time and
-    the trainable parameter counts (what a sweep tabulates)."""
+    """One flat record: the parameters (rank resolved), the scores as fractions, the time,
+    the trainable parameter counts and model selection's ``VALIDATION_FIELDS`` (what a sweep
+    tabulates)."""
     device = trainer.env.device
     return {
         **{k: v for k, v in run.params.items() if k not in ("output_dir", "metrics_path")},
@@ -173,9 +187,36 @@ def metrics_record(
         ),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        **validation_fields(trainer.validation),  # all None for a run without validation
     }
 
 
 def write_metrics(path: Path, record: dict[str, Any]) -> None:
     """The record as JSON, written atomically (a run stopped earlier leaves no file)."""
     atomic_write(Path(path), lambda tmp: tmp.write_text(json.dumps(record, indent=1)))
+
+
+def copy_split_images(dataset: Any, folder: Path) -> Path:
+    """The dataset's image files copied into ``folder`` (made empty first), as a user's folder
+    of new images would be: what ``predict_folder`` reads, without masks or split files."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for path in dataset.image_paths:
+        shutil.copy2(path, folder / Path(path).name)
+    return folder
+
+
+def same_masks(predictions: Path, masks_dir: Path, dataset: Any) -> tuple[bool, int]:
+    """Whether predict's masks (its COCO RLE ``predictions.json``) equal evaluate's saved masks
+    (``masks_dir/NAME.npz``, ``evaluate_model(save_masks=...)``) for every image of ``dataset``,
+    bit for bit and in the same order; and the number of instances compared."""
+    predicted = read_coco_masks(predictions)
+    same, count = True, 0
+    for name, path in zip(dataset.names, dataset.image_paths, strict=True):
+        oracle = np.load(mask_file(masks_dir, name))["masks"]
+        got = predicted.get(Path(path).name, np.zeros((0, *oracle.shape[1:]), bool))
+        same = same and got.shape == oracle.shape and bool(np.array_equal(got, oracle))
+        count += len(oracle)
+    return same, count

@@ -31,6 +31,8 @@ from typing import Any
 
 from ..backbone.foundation import foundation_checkpoint_path
 from ..backbone.sam import MODEL_TYPES
+from ..data.base import PROMPTS
+from ..engine.config import DataSection
 from ..experiments.ablation_report import TABLE1
 from ..experiments.ablations import DATASETS, resolve_path
 from ..peft.config import COBOT_CHOICES, DEFAULT_RANK, METHODS, PEFT_METHODS, CobotConfig
@@ -176,6 +178,7 @@ def check_params(namespace: Mapping[str, Any], spec: Mapping[str, Param]) -> dic
 
 DEMO_SETS = ("demo:nuclei", "demo:mri")
 COBOT_SWITCHES = {k: getattr(CobotConfig(), k) for k in ("coefficient_sets", "relation", "head")}
+POINT_DEFAULTS = {"points": DataSection.points, "negative_points": DataSection.negative_points}
 
 
 def _multiple_of_4(**bounds: Any) -> Param:
@@ -283,6 +286,30 @@ class FinetuneRun:
     metrics_path: Path
 
 
+def _check_validation(params: Mapping[str, Any]) -> None:
+    """Notebook 04's validation and prompt parameters, in combination (one error each)."""
+    split, test = params["val_split"], DataSection.eval_split
+    if split in (DataSection.train_split, test):
+        raise ParameterError(
+            f"val_split={split!r} is the {'training' if split != test else 'evaluation'} split; "
+            "the kept adapter must be chosen on held-out images that are not scored afterwards "
+            "(use 'val', another split file's name, or None for no validation)"
+        )
+    if split is None:
+        rules = {k: params[k] for k in ("val_every_steps", "patience") if params[k] is not None}
+        if rules:
+            raise ParameterError(
+                f"{rules} only apply with validation (got val_split=None); set val_split (e.g. "
+                "'val') or leave them None"
+            )
+    point_options = {k: params[k] for k, v in POINT_DEFAULTS.items() if params[k] != v}
+    if point_options and "point" not in params["prompt"]:
+        raise ParameterError(
+            f"{point_options} only apply with point prompts (got prompt={params['prompt']!r}); "
+            f"set prompt='point' or 'box+point', or leave them at {POINT_DEFAULTS}"
+        )
+
+
 def check_finetune(namespace: Mapping[str, Any]) -> FinetuneRun:
     """Notebook 04: every parameter of one fine-tuning run, and their combinations."""
     params = check_params(namespace, {
@@ -295,10 +322,16 @@ def check_finetune(namespace: Mapping[str, Any]) -> FinetuneRun:
         "weight_decay": Param(float, minimum=0.0), "box_jitter_px": Param(float, minimum=0.0),
         "seed": Param(int, minimum=0), "device": _device("cpu", "auto"),
         "amp": Param(str, choices=("auto", "bf16", "fp16", "off")),
+        "val_split": Param(str, optional=True, check=lambda v: v.strip() == v != "",
+                           check_message="a split name (splits/NAME.txt) or None"),
+        "val_every_steps": Param(int, optional=True, minimum=1),
+        "patience": Param(int, optional=True, minimum=1), "prompt": Param(str, choices=PROMPTS),
+        "points": Param(int, minimum=1), "negative_points": Param(int, minimum=0),
         "eval_every_epoch": Param(bool), "expect_gain": Param(bool),
         "num_overlays": Param(int, minimum=0), "output_dir": Param(str),
         "metrics_path": Param(str),
     })  # fmt: skip
+    _check_validation(params)
     method, cobot, rank = params["method"], params["cobot"], params["rank"]
     if method not in PEFT_METHODS and (cobot or rank is not None):
         raise ParameterError(

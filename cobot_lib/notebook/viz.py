@@ -28,6 +28,7 @@ __all__ = [
     "heatmap",
     "heatmap_grid",
     "line_chart",
+    "selection_curves",
     "grouped_bars",
     "stacked_bars",
     "scatter_versus",
@@ -178,6 +179,28 @@ def line_chart(
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=height)
     if log_y:
         fig.update_yaxes(type="log")
+    return fig
+
+
+def selection_curves(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    kept_x: float | None,
+    kept_label: str = "kept",
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    height: int = 420,
+) -> go.Figure:
+    """Scores over training, one line with markers per named (x, y) series, and a dashed
+    vertical line at ``kept_x`` (where the kept model was scored, e.g. the best validation)."""
+    fig = go.Figure(
+        [go.Scatter(x=list(x), y=_array(y), name=name, mode="lines+markers")
+         for name, (x, y) in series.items()]
+    )  # fmt: skip
+    if kept_x is not None:
+        fig.add_vline(x=kept_x, line={"dash": "dash", "color": "black"},
+                      annotation_text=kept_label, annotation_position="top right")  # fmt: skip
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=height)
     return fig
 
 
