@@ -96,14 +96,20 @@ class Grid:
     domains: dict[str, DomainProtocol]
     seeds: tuple[int, ...]
     tables: dict[str, dict[str, dict[str, Any]]]
+    equivalence_bound: float
 
     def points(self) -> list[BenchmarkPoint]:
-        """Every distinct run (a row shared by several tables is run once), domain-major."""
+        """Every distinct run (a row shared by several tables is run once), domain-major.
+
+        Freeze trains nothing and scores tight boxes, so its score is the same for every seed:
+        it runs once per domain (first seed), and a table pairs every seed with that score.
+        """
         out: dict[tuple, BenchmarkPoint] = {}
         for domain, protocol in self.domains.items():
             for rows in self.tables.values():
                 for row in rows.values():
-                    for seed in self.seeds:
+                    seeds = self.seeds[:1] if row["method"] == "freeze" else self.seeds
+                    for seed in seeds:
                         point = BenchmarkPoint(domain, seed=seed, protocol=protocol, **row)
                         out.setdefault((domain, seed, tuple(point.row().values())), point)
         return list(out.values())
@@ -133,9 +139,13 @@ def load_grid(path: str | os.PathLike) -> Grid:
     """The grid file at ``path`` (YAML, safe loader); one ValueError naming the bad key."""
     path = Path(path)
     data = parse_yaml(path.read_text(encoding="utf-8"))
-    for key in ("domains", "seeds", "tables"):
+    keys = ("domains", "seeds", "tables", "equivalence_bound")
+    for key in keys:
         if not isinstance(data, dict) or key not in data:
-            raise ValueError(f"{path}: missing top-level key {key!r} (domains, seeds, tables)")
+            raise ValueError(f"{path}: missing top-level key {key!r} (expected {keys})")
+    bound = data["equivalence_bound"]
+    if isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0:
+        raise ValueError(f"{path}: equivalence_bound must be a number of points > 0, got {bound!r}")
     domains = {d: _protocol(d, p, str(path)) for d, p in data["domains"].items()}
     seeds = data["seeds"]
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
@@ -145,7 +155,9 @@ def load_grid(path: str | os.PathLike) -> Grid:
         if not isinstance(rows, dict) or len(rows) < 2:
             raise ValueError(f"{path}: tables.{table} must map at least two row names to rows")
         for name, row in rows.items():
-            bad = sorted(set(row or {}) - set(ROW_KEYS))
+            if not isinstance(row, dict) or "method" not in row:
+                raise ValueError(f"{path}: tables.{table}.{name} must be a mapping with a method")
+            bad = sorted(set(row) - set(ROW_KEYS))
             if bad:
                 raise ValueError(f"{path}: tables.{table}.{name} has unknown keys {bad}")
             try:  # the row must make a valid point
@@ -153,7 +165,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
             except ValueError as exc:
                 raise ValueError(f"{path}: tables.{table}.{name}: {exc}") from None
         tables[table] = {name: dict(row) for name, row in rows.items()}
-    return Grid(domains, tuple(seeds), tables)
+    return Grid(domains, tuple(seeds), tables, float(bound))
 
 
 def point_config(
