@@ -5,13 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from cobot_lib.data.domains import DOMAINS
+from cobot_lib.data.domains import DOMAINS, write_domain
 from cobot_lib.experiments.ablation_report import TABLE1, TABLE2, TABLE3
 from cobot_lib.experiments.benchmark import (
     BenchmarkPoint,
     DomainProtocol,
     load_grid,
     point_config,
+    run_point,
 )
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yaml"
@@ -82,3 +83,13 @@ def test_bad_grid_files_name_the_key(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         load_grid(path)
+
+
+@pytest.mark.slow  # two trainings: about 16 s on the shared 2-core Xeon
+def test_a_point_runs_and_repeats_exactly(tmp_path):
+    root = write_domain("aerial", tmp_path / "aerial", sizes=(1, 1, 1))
+    point = BenchmarkPoint("aerial", "adaptformer", 1, DomainProtocol(2, 1e-3), cobot=True)
+    first, again = run_point(point, root), run_point(point, root)
+    assert first["n_instances"] > 0 and 0 <= first["miou"] <= 1
+    assert (first["miou"], first["mdsc"]) == (again["miou"], again["mdsc"])  # seed-paired runs
+    assert first["image_encoder_params"] > 0 and first["eval_split"] == "test"
