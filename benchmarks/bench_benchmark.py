@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder holding <domain>/")
     parser.add_argument("--cobot", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    a = parser.parse_args()
+    a = parser.parse_intermixed_args()
     torch.set_num_threads(1)
     out = Path(a.out)
     if a.command == "prepare":
