@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -31,7 +32,12 @@ GRID = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yam
 
 
 def _emit(record: dict) -> None:
-    record.update(cpu=cpu_name(), threads=torch.get_num_threads(), python=platform.python_version())
+    """Print one JSON line; ``cpu_seconds`` is this process's CPU time so far: with one thread
+    on a shared machine it is close to the wall time the same work takes on a free core."""
+    record.update(
+        cpu_seconds=round(time.process_time(), 1), load=os.getloadavg(), cpu=cpu_name(),
+        threads=torch.get_num_threads(), python=platform.python_version(),
+    )  # fmt: skip
     print(json.dumps(record), flush=True)
 
 
