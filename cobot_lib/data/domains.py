@@ -11,8 +11,9 @@ domain families departs from natural images:
   and casts an acoustic shadow; instances are the whole objects, never their shadows.
 * ``ct`` (abdominal CT, like ADOME / SPLEN): grey, a body with a fat rim and a bright spine, and
   3-6 organs that *touch* each other (a noise-warped Voronoi partition of one region) with only
-  2-7 % contrast between neighbours, under Gaussian noise and blur; instances are the organs.
-* ``aerial`` (remote sensing, like NWPU / SSDD): colour, many small objects (8-20 px vehicles
+  low contrast: each organ 2-7 % of the grey range above or below the tissue around it, so
+  neighbours differ by 0-14 %; Gaussian noise and blur on top; instances are the organs.
+* ``aerial`` (remote sensing, like NWPU / SSDD): colour, many small objects (10-20 x 5-9 px vehicles
   in rows, with cast shadows) densely packed on fields, roads and tree clutter.
 
 Every image is a pure function of ``(domain, seed, split, index)``: its generator is
@@ -161,7 +162,6 @@ def render_ct(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarr
     dists = [np.hypot(yy - sy, xx - sx) + 14 * _smooth(rng, size, 5) for sy, sx in seeds]
     owner = np.argmin(np.stack(dists), axis=0) + 1
     labels = np.where(region, owner, 0).astype(np.uint16)
-    level = tissue
     for value in range(1, k + 1):
         part = labels == value
         if part.sum() < 250:
@@ -233,7 +233,7 @@ def _grow(mask: np.ndarray, px: int) -> np.ndarray:
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
-    """Labels renumbered 1..K in order of first appearance value (0 stays background)."""
+    """Labels renumbered 1..K in increasing order of value (0 stays background)."""
     values = np.unique(labels[labels > 0])
     lut = np.zeros(int(labels.max()) + 1, np.uint16)
     lut[values] = np.arange(1, len(values) + 1)
@@ -267,10 +267,11 @@ DOMAINS: dict[str, DomainSpec] = {
                    "objects seen as a bright near-face highlight over a body barely above the "
                    "seabed, acoustic shadows behind them"),
         DomainSpec("ct", 2, render_ct, "medical", "dsc",
-                   "abdominal CT: 3-6 touching organs, 2-7% contrast between neighbours, "
+                   "abdominal CT: 3-6 touching organs, each 2-7% of the grey range off the tissue "
+                   "around it (neighbours differ by 0-14%), "
                    "Gaussian noise and blur, bright spine and dark fat rim as distractors"),
         DomainSpec("aerial", 3, render_aerial, "remote_sensing", "miou",
-                   "remote sensing: dense rows of small vehicles (8-20 px) with cast shadows "
+                   "remote sensing: dense rows of small vehicles (10-20 x 5-9 px), cast shadows "
                    "on fields, roads and tree clutter"),
     )
 }  # fmt: skip
