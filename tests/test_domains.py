@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cobot_lib.data import __main__ as data_cli
 from cobot_lib.data import load_dataset
 from cobot_lib.data.domains import DOMAINS, SPLIT_CODES, render, write_domain
 from cobot_lib.data.layout import read_split
@@ -81,3 +82,9 @@ def test_domain_sizes_and_bad_names():
         render("mars", 0, "train", 0)
     with pytest.raises(ValueError, match="split must be one of"):
         render("ct", 0, "holdout", 0)
+
+
+def test_prepare_command_refuses_an_unknown_domain(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        data_cli.main(["prepare", "sonar", "mars"])
+    assert exit_info.value.code == 2 and "unknown domain(s) ['mars']" in capsys.readouterr().err
