@@ -12,7 +12,7 @@ import pytest
 
 from cobot_lib.data import __main__ as data_cli
 from cobot_lib.data import load_dataset
-from cobot_lib.data.domains import DOMAINS, SPLIT_CODES, render, write_domain
+from cobot_lib.data.domains import DOMAINS, SPLIT_CODES, ensure_domain, render, write_domain
 from cobot_lib.data.layout import read_split
 
 SMALL = (2, 4, 8)  # train images, val instances, test instances
@@ -88,3 +88,10 @@ def test_prepare_command_refuses_an_unknown_domain(capsys):
     with pytest.raises(SystemExit) as exit_info:
         data_cli.main(["prepare", "sonar", "mars"])
     assert exit_info.value.code == 2 and "unknown domain(s) ['mars']" in capsys.readouterr().err
+
+
+def test_ensure_domain_keeps_a_prepared_set(written):
+    root = written["ct", "a"]
+    before = (root / "dataset.json").stat().st_mtime_ns
+    assert ensure_domain("ct", root) == root  # same generator version and seed: not re-rendered
+    assert (root / "dataset.json").stat().st_mtime_ns == before
