@@ -7,7 +7,8 @@
 * ``layout``: the on-disk layout every converter writes (images/, masks/, splits/, dataset.json).
 * ``base``: the item contract, per-instance index, skip counters, ``collate_samples``.
 * ``folder``, ``coco``, ``nifti``: the three sources; ``load_dataset`` picks one.
-* ``synthetic``: seeded synthetic shapes (pretraining and tests); ``demo``: the offline demo sets.
+* ``synthetic``: seeded synthetic shapes (pretraining and tests); ``demo``: the offline demo sets;
+  ``domains``: the benchmark's shifted synthetic domains (sonar, CT, aerial), rendered once.
 * ``validation``: check a whole dataset before any work (every image, mask and annotation
   decoded once, every bad file reported at once; cached); ``python -m cobot_lib.data check``.
 * ``points``: point prompts drawn from masks (``data.prompt: point | box+point``).

@@ -1,8 +1,12 @@
-"""Command line: ``python -m cobot_lib.data check ROOT [--split S ...] [--format F]``.
+"""Command line: ``python -m cobot_lib.data check ROOT [--split S ...] [--format F]`` and
+``python -m cobot_lib.data prepare [DOMAIN ...] [--out DIR] [--seed N]``.
 
-Decodes every image and mask of the dataset at ROOT once (``validation.validate_dataset``) and
-lists every bad file with what is wrong. ROOT may be ``demo:nuclei`` or ``demo:mri``. Exit
-status: 0 no problems, 1 problems found, 2 bad usage.
+``check`` decodes every image and mask of the dataset at ROOT once
+(``validation.validate_dataset``) and lists every bad file with what is wrong. ROOT may be
+``demo:nuclei`` or ``demo:mri``. Exit status: 0 no problems, 1 problems found, 2 bad usage.
+
+``prepare`` renders the benchmark's synthetic domains (``domains``; default: all of them) into
+``DIR/<domain>`` (default ``<data dir>/benchmark``), replacing what is there.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import argparse
 import sys
 
 from .demo import ensure_demo_data
+from .domains import DOMAINS, domain_root, write_domain
 from .layout import FORMATS
 from .validation import validate_dataset
 
@@ -27,7 +32,20 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--format", choices=FORMATS, help="default: dataset.json's, else folder")
     check.add_argument("--no-cache", action="store_true", help="decode every file again")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
+    prepare = commands.add_parser("prepare", help="render the benchmark's synthetic domains")
+    prepare.add_argument("domains", nargs="*", help=f"any of {', '.join(DOMAINS)} (default: all)")
+    prepare.add_argument("--out", help="parent folder (default: <data dir>/benchmark)")
+    prepare.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     args = parser.parse_args(argv)
+    if args.command == "prepare":
+        unknown = [d for d in args.domains if d not in DOMAINS]
+        if unknown:
+            parser.error(f"unknown domain(s) {unknown}; expected any of {list(DOMAINS)}")
+        for name in args.domains or DOMAINS:
+            root = write_domain(name, f"{args.out}/{name}" if args.out else domain_root(name),
+                                args.seed)  # fmt: skip
+            print(f"{name}: {root}")
+        return 0
     try:
         root = ensure_demo_data(args.root[5:]) if args.root.startswith("demo:") else args.root
     except (ValueError, OSError) as exc:

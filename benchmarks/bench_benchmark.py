@@ -1,0 +1,84 @@
+"""Measurements behind docs/results/benchmark_protocol.md (issue 15), one torch thread.
+
+    python benchmarks/bench_benchmark.py prepare --out DIR             # render + time each domain
+    python benchmarks/bench_benchmark.py zero-shot --out DIR           # Freeze on every val split
+    python benchmarks/bench_benchmark.py tune --out DIR DOMAIN METHOD STEPS LR [--cobot] [--seed S]
+    python benchmarks/bench_benchmark.py time --out DIR DOMAIN METHOD [--cobot]
+
+``tune`` trains one point and scores the *validation* split (the protocol is chosen there);
+``time`` runs one grid point exactly as the grid would (test split) and prints only its wall
+time, never its score, so no choice can lean on the test split. Each prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from cobot_lib.backbone.foundation import load_foundation_model
+from cobot_lib.data import load_dataset
+from cobot_lib.data.domains import DOMAINS, write_domain
+from cobot_lib.engine.evaluation import evaluate_model
+from cobot_lib.experiments.benchmark import BenchmarkPoint, DomainProtocol, load_grid, run_point
+from cobot_lib.machine import cpu_name
+
+GRID = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yaml"
+
+
+def _emit(record: dict) -> None:
+    """Print one JSON line; ``cpu_seconds`` is this process's CPU time so far: with one thread
+    on a shared machine it is close to the wall time the same work takes on a free core."""
+    record.update(
+        cpu_seconds=round(time.process_time(), 1), load=os.getloadavg(), cpu=cpu_name(),
+        threads=torch.get_num_threads(), python=platform.python_version(),
+    )  # fmt: skip
+    print(json.dumps(record), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("prepare", "zero-shot", "tune", "time"))
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--out", required=True, help="folder holding <domain>/")
+    parser.add_argument("--cobot", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_intermixed_args()
+    torch.set_num_threads(1)
+    out = Path(a.out)
+    if a.command == "prepare":
+        for name in a.args or DOMAINS:
+            start = time.perf_counter()
+            root = write_domain(name, out / name)
+            counts = json.loads((root / "dataset.json").read_text())["counts"]
+            _emit({"domain": name, "seconds": round(time.perf_counter() - start, 1), **counts})
+    elif a.command == "zero-shot":
+        sam = load_foundation_model()
+        for name in a.args or DOMAINS:
+            start = time.perf_counter()
+            result = evaluate_model(sam, load_dataset(out / name, "val", 256)).summary()
+            _emit({"domain": name, "split": "val", **result,
+                   "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+    elif a.command == "tune":
+        domain, method, steps, lr = a.args
+        protocol = DomainProtocol(int(steps), float(lr))  # weight decay and jitter: the grid's
+        point = BenchmarkPoint(domain, method, a.seed, protocol, cobot=a.cobot)
+        row = run_point(point, out / domain, eval_split="val")
+        _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "seed", "miou",
+                                   "mdsc", "seconds")})  # fmt: skip
+    else:
+        domain, method = a.args
+        point = BenchmarkPoint(
+            domain, method, a.seed, load_grid(GRID).domains[domain], cobot=a.cobot
+        )
+        row = run_point(point, out / domain, eval_split="test")
+        _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "seed", "seconds")})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The powered miniature benchmark (issue 15): its grid file, one grid point, one run.
+
+    grid = load_grid("configs/benchmark/grid.yaml")
+    points = grid.points()                           # every run: rows x domains x seeds
+    row = run_point(points[0], domain_root("sonar"))  # train + score one point in-process
+
+A grid file (YAML) names the domains (``data.domains``) with each one's protocol (steps, lr,
+weight decay, box jitter; chosen on the validation split, ``docs/results/benchmark_protocol.md``),
+the seeds, and the rows of each table: a row is a method with its COBOT switches and V, exactly
+the fields of ``BenchmarkPoint``. A row that appears in several tables (the full COBOT at V=16
+is in Tables 1, 2, 3 and Fig. 5) is one run per domain and seed.
+
+A point is trained for ``steps`` Adam steps on the domain's train split, one image per step, and
+scored once on ``eval_split`` (the test split in the grid, the validation split while tuning)
+with the last step's weights (no model selection, as in ``experiments.ablations``). One torch
+thread; every random draw seeded by ``seed`` (sample order, box jitter, dropout, adapter init,
+the fixed relation matrix), so the same seed gives the same images, order and jitter to every
+row: the pairing ``experiments.statistics`` relies on.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..engine.config import TrainConfig, config_from_dict, parse_yaml
+from ..engine.trainer import run_experiment
+from ..peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
+
+__all__ = ["BenchmarkPoint", "DomainProtocol", "Grid", "load_grid", "point_config", "run_point"]
+
+ROW_KEYS = ("method", "cobot", "coefficient_sets", "relation", "head", "rank")
+METHODS = ("freeze", "decoder", *PEFT_METHODS)
+
+
+@dataclass(frozen=True)
+class DomainProtocol:
+    """How a domain is trained: Adam steps (one image each), lr, weight decay, box jitter (px)."""
+
+    steps: int
+    lr: float
+    weight_decay: float = 0.0
+    jitter: float = 2.0
+
+
+@dataclass(frozen=True)
+class BenchmarkPoint:
+    """One run. ``cobot=False`` is the plain method (switches ignored); ``freeze`` is zero-shot,
+    ``decoder`` the paper's Lightweight row (only the mask decoder trained)."""
+
+    domain: str
+    method: str
+    seed: int
+    protocol: DomainProtocol
+    cobot: bool = False
+    coefficient_sets: str = "dual"
+    relation: str = "learnable"
+    head: str = "hypercomplex"
+    rank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r}; expected one of {list(METHODS)}")
+        if self.cobot and self.method not in PEFT_METHODS:
+            raise ValueError(f"COBOT sits inside {list(PEFT_METHODS)}, not {self.method!r}")
+        if self.method in PEFT_METHODS and self.rank is None:
+            object.__setattr__(self, "rank", DEFAULT_RANK[self.method])
+        if not self.cobot:
+            for name in ("coefficient_sets", "relation", "head"):
+                object.__setattr__(self, name, "-")
+        self.peft_config()  # checks the switches and V
+
+    def peft_config(self) -> PeftConfig:
+        """The PEFT configuration of the run (COBOT seeded by the run's seed)."""
+        if self.method not in PEFT_METHODS:
+            return PeftConfig(method=self.method)
+        switches = (self.coefficient_sets, self.relation, self.head)
+        cobot = CobotConfig(*switches, seed=self.seed) if self.cobot else None
+        return PeftConfig(method=self.method, rank=self.rank, cobot=cobot)
+
+    def row(self) -> dict[str, Any]:
+        """The configuration without domain, seed and protocol (what a table row names)."""
+        return {k: getattr(self, k) for k in ROW_KEYS}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file: protocols per domain, seeds, and each table's named rows."""
+
+    domains: dict[str, DomainProtocol]
+    seeds: tuple[int, ...]
+    tables: dict[str, dict[str, dict[str, Any]]]
+    equivalence_bound: float
+
+    def points(self) -> list[BenchmarkPoint]:
+        """Every distinct run (a row shared by several tables is run once), domain-major.
+
+        Freeze trains nothing and scores tight boxes, so its score is the same for every seed:
+        it runs once per domain (first seed), and a table pairs every seed with that score.
+        """
+        out: dict[tuple, BenchmarkPoint] = {}
+        for domain, protocol in self.domains.items():
+            for rows in self.tables.values():
+                for row in rows.values():
+                    seeds = self.seeds[:1] if row["method"] == "freeze" else self.seeds
+                    for seed in seeds:
+                        point = BenchmarkPoint(domain, seed=seed, protocol=protocol, **row)
+                        out.setdefault((domain, seed, tuple(point.row().values())), point)
+        return list(out.values())
+
+    def comparisons(self) -> int:
+        """Paired comparisons the tables make per domain (each row against its table's first)."""
+        return sum(len(rows) - 1 for rows in self.tables.values())
+
+
+def _protocol(domain: str, data: Any, where: str) -> DomainProtocol:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: domains.{domain} must be a mapping of steps, lr, ...")
+    known = {f.name for f in fields(DomainProtocol)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: domains.{domain} has unknown keys {unknown} (known {known})")
+    try:
+        protocol = DomainProtocol(**data)
+    except TypeError as exc:
+        raise ValueError(f"{where}: domains.{domain}: {exc}") from None
+    if not isinstance(protocol.steps, int) or protocol.steps < 1 or protocol.lr <= 0:
+        raise ValueError(f"{where}: domains.{domain} needs steps >= 1 and lr > 0, got {data}")
+    return protocol
+
+
+def load_grid(path: str | os.PathLike) -> Grid:
+    """The grid file at ``path`` (YAML, safe loader); one ValueError naming the bad key."""
+    path = Path(path)
+    data = parse_yaml(path.read_text(encoding="utf-8"))
+    keys = ("domains", "seeds", "tables", "equivalence_bound")
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            raise ValueError(f"{path}: missing top-level key {key!r} (expected {keys})")
+    bound = data["equivalence_bound"]
+    if isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0:
+        raise ValueError(f"{path}: equivalence_bound must be a number of points > 0, got {bound!r}")
+    domains = {d: _protocol(d, p, str(path)) for d, p in data["domains"].items()}
+    seeds = data["seeds"]
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    tables = {}
+    for table, rows in data["tables"].items():
+        if not isinstance(rows, dict) or len(rows) < 2:
+            raise ValueError(f"{path}: tables.{table} must map at least two row names to rows")
+        for name, row in rows.items():
+            if not isinstance(row, dict) or "method" not in row:
+                raise ValueError(f"{path}: tables.{table}.{name} must be a mapping with a method")
+            bad = sorted(set(row) - set(ROW_KEYS))
+            if bad:
+                raise ValueError(f"{path}: tables.{table}.{name} has unknown keys {bad}")
+            try:  # the row must make a valid point
+                BenchmarkPoint(next(iter(domains)), seed=0, protocol=DomainProtocol(1, 1.0), **row)
+            except ValueError as exc:
+                raise ValueError(f"{path}: tables.{table}.{name}: {exc}") from None
+        tables[table] = {name: dict(row) for name, row in rows.items()}
+    return Grid(domains, tuple(seeds), tables, float(bound))
+
+
+def point_config(
+    point: BenchmarkPoint, root: str | os.PathLike, output_dir: str | os.PathLike,
+    eval_split: str = "test",
+) -> TrainConfig:  # fmt: skip
+    """The training config of ``point`` on the prepared domain at ``root``."""
+    p, peft = point.protocol, point.peft_config()
+    cobot = asdict(peft.cobot) if peft.cobot is not None else {}
+    data = {
+        "name": f"benchmark_{point.domain}",
+        "output_dir": str(output_dir),
+        "model": {"type": "tiny", "checkpoint": "foundation"},
+        "peft": {"method": point.method, "rank": point.rank,
+                 "cobot": {"enabled": point.cobot, **cobot}},
+        "data": {"root": str(root), "jitter": p.jitter, "eval_split": eval_split,
+                 "val_split": None},
+        "optim": {"lr": p.lr, "weight_decay": p.weight_decay, "epochs": p.steps},
+        "runtime": {"seed": point.seed, "device": "cpu", "max_steps": p.steps,
+                    "resume": "never", "progress": False},
+        "eval": {"enabled": True},
+    }  # fmt: skip
+    if point.method not in PEFT_METHODS:
+        data["peft"].pop("rank")
+    return config_from_dict(data, f"<benchmark {point.method} on {point.domain}>")
+
+
+def run_point(
+    point: BenchmarkPoint, root: str | os.PathLike, eval_split: str = "test"
+) -> dict[str, Any]:
+    """Train and score ``point`` in this process on one torch thread (a throw-away run folder).
+
+    Returns the row: domain, seed, the row keys, the protocol, miou / mdsc (fractions),
+    n_instances, seconds (build + training + evaluation, wall clock), image_encoder_params.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="benchmark-") as tmp:
+            start = time.perf_counter()
+            result = run_experiment(point_config(point, root, Path(tmp) / "run", eval_split))
+            seconds = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    metrics = result["metrics"]
+    return {
+        "domain": point.domain, "seed": point.seed, **point.row(), **asdict(point.protocol),
+        "eval_split": eval_split, "miou": float(metrics["miou"]), "mdsc": float(metrics["mdsc"]),
+        "n_instances": int(metrics["n_instances"]), "seconds": round(seconds, 2),
+        "image_encoder_params": int(result["image_encoder_parameters"]),
+    }  # fmt: skip

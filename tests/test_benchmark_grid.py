@@ -1,0 +1,95 @@
+"""The benchmark grid file: its rows are the paper's (checked against the ablation miniature's
+own row definitions), every domain and >= 5 seeds, and a point's config is the protocol."""
+
+from pathlib import Path
+
+import pytest
+
+from cobot_lib.data.domains import DOMAINS, write_domain
+from cobot_lib.experiments.ablation_report import TABLE1, TABLE2, TABLE3
+from cobot_lib.experiments.benchmark import (
+    BenchmarkPoint,
+    DomainProtocol,
+    load_grid,
+    point_config,
+    run_point,
+)
+
+GRID = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yaml"
+KEYS = ("method", "cobot", "coefficient_sets", "relation", "head", "rank")
+
+
+def _row(grid, table, name):
+    return BenchmarkPoint(
+        "sonar", seed=0, protocol=DomainProtocol(1, 1.0), **grid.tables[table][name]
+    ).row()
+
+
+def test_grid_covers_every_domain_table_and_seed():
+    grid = load_grid(GRID)
+    assert set(grid.domains) == set(DOMAINS)
+    assert len(grid.seeds) >= 5 and len(set(grid.seeds)) == len(grid.seeds)
+    points = grid.points()
+    configs = {tuple(p.row().values()) for p in points}
+    assert len(configs) == 18  # 6 + 1 + 1 (Tables 1-3) + 6 (Fig. 5 V != 16) + 4 (Table 4)
+    trained = [p for p in points if p.method != "freeze"]
+    assert len(trained) == 17 * len(grid.domains) * len(grid.seeds)
+    assert sum(p.method == "freeze" for p in points) == len(grid.domains)
+    ranks = {p.rank for p in points if p.method == "adaptformer"}
+    assert ranks == {4, 8, 16, 32}
+    assert list(grid.tables["table4"]) == [
+        "Freeze", "Lightweight", "LoRA", "LoRA+COBOT", "Adaptformer", "Adaptformer+COBOT",
+    ]  # fmt: skip
+    assert grid.comparisons() == 17 and grid.equivalence_bound > 0
+
+
+@pytest.mark.parametrize(
+    ("table", "paper"), [("table1", TABLE1), ("table2", TABLE2), ("table3", TABLE3)]
+)
+def test_ablation_rows_match_the_miniatures_definitions(table, paper):
+    grid = load_grid(GRID)
+    assert list(grid.tables[table]) == list(paper)
+    for name, spec in paper.items():
+        assert _row(grid, table, name) == {k: getattr(spec, k) for k in KEYS}, name
+
+
+def test_point_config_is_the_protocol():
+    grid = load_grid(GRID)
+    point = next(p for p in grid.points() if p.domain == "ct" and p.cobot and p.seed == 3)
+    config = point_config(point, "/data/ct", "/tmp/run")
+    assert config.data.eval_split == "test" and config.data.val_split is None
+    assert config.runtime.max_steps == grid.domains["ct"].steps
+    assert config.optim.lr == grid.domains["ct"].lr and config.runtime.seed == 3
+    assert config.peft.cobot.enabled and config.peft.cobot.seed == 3
+    assert point_config(point, "/data/ct", "/tmp/run", "val").data.eval_split == "val"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("seeds: [0]\ntables: {}\nequivalence_bound: 0.5\n", "missing top-level key 'domains'"),
+        ("domains: {ct: {steps: 4, lr: 0.1, epochs: 3}}\nseeds: [0]\ntables: {}\n"
+         "equivalence_bound: 0.5\n", "unknown keys"),
+        ("domains: {ct: {steps: 4, lr: 0.1}}\nseeds: [0]\nequivalence_bound: 0.5\n"
+         "tables: {t: {A: {method: lora}, B: {method: lora, alpha: 2}}}\n", "t.B has unknown"),
+        ("domains: {ct: {steps: 4, lr: 0.1}}\nseeds: [0]\nequivalence_bound: 0.5\n"
+         "tables: {t: {A: {method: lora}, B: {method: freeze, cobot: true}}}\n", "t.B: COBOT"),
+        ("domains: {ct: {steps: 4, lr: 0.1}}\nseeds: [0]\nequivalence_bound: -1\n"
+         "tables: {}\n", "equivalence_bound"),
+    ],
+)  # fmt: skip
+def test_bad_grid_files_name_the_key(tmp_path, text, match):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_grid(path)
+
+
+# two one-step trainings on one image each: about 1 s
+def test_a_point_runs_and_repeats_exactly(tmp_path):
+    root = write_domain("ct", tmp_path / "ct", sizes=(1, 1, 1))
+    point = BenchmarkPoint("ct", "adaptformer", 1, DomainProtocol(1, 1e-3), cobot=True)
+    first, again = run_point(point, root), run_point(point, root)
+    assert first["n_instances"] > 0 and 0 <= first["miou"] <= 1
+    assert (first["miou"], first["mdsc"]) == (again["miou"], again["mdsc"])  # seed-paired runs
+    assert first["image_encoder_params"] > 0 and first["eval_split"] == "test"
