@@ -238,7 +238,7 @@ def fresh_model(
         sam = load_foundation_model()
     else:
         sam = build_sam(params["model_type"], None if ckpt == "random" else ckpt)
-    peft = cfg.peft_config()
+    peft = cfg.peft
     switched = dataclasses.replace(peft.cobot, **switches) if cobot else None
     apply_peft(sam, peft.with_(cobot=switched, down_init_scale=down_init_scale))
     return sam.to(params["device"])
