@@ -67,15 +67,14 @@ def main() -> None:
     elif a.command == "tune":
         domain, method, steps, lr = a.args
         protocol = DomainProtocol(int(steps), float(lr))  # weight decay and jitter: the grid's
-        point = BenchmarkPoint(domain, method, a.seed, protocol, cobot=a.cobot)
+        point = BenchmarkPoint.of(domain, a.seed, protocol, method, cobot=a.cobot)
         row = run_point(point, out / domain, eval_split="val")
         _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "seed", "miou",
                                    "mdsc", "seconds")})  # fmt: skip
     else:
         domain, method = a.args
-        point = BenchmarkPoint(
-            domain, method, a.seed, load_grid(GRID).domains[domain], cobot=a.cobot
-        )
+        protocol = load_grid(GRID).domains[domain]
+        point = BenchmarkPoint.of(domain, a.seed, protocol, method, cobot=a.cobot)
         row = run_point(point, out / domain, eval_split="test")
         _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "seed", "seconds")})
 

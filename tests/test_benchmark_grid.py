@@ -1,6 +1,7 @@
 """The benchmark grid file: its rows are the paper's (checked against the ablation miniature's
 own row definitions), every domain and >= 5 seeds, and a point's config is the protocol."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,15 +15,14 @@ from cobot_lib.experiments.benchmark import (
     point_config,
     run_point,
 )
+from cobot_lib.experiments.tables import row_config, variant_label
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yaml"
 KEYS = ("method", "cobot", "coefficient_sets", "relation", "head", "rank")
 
 
-def _row(grid, table, name):
-    return BenchmarkPoint(
-        "sonar", seed=0, protocol=DomainProtocol(1, 1.0), **grid.tables[table][name]
-    ).row()
+def _point(grid, table, name, seed=0):
+    return BenchmarkPoint.of("sonar", seed, DomainProtocol(1, 1.0), **grid.tables[table][name])
 
 
 def test_grid_covers_every_domain_table_and_seed():
@@ -32,10 +32,10 @@ def test_grid_covers_every_domain_table_and_seed():
     points = grid.points()
     configs = {tuple(p.row().values()) for p in points}
     assert len(configs) == 18  # 6 + 1 + 1 (Tables 1-3) + 6 (Fig. 5 V != 16) + 4 (Table 4)
-    trained = [p for p in points if p.method != "freeze"]
+    trained = [p for p in points if p.peft.method != "freeze"]
     assert len(trained) == 17 * len(grid.domains) * len(grid.seeds)
-    assert sum(p.method == "freeze" for p in points) == len(grid.domains)
-    ranks = {p.rank for p in points if p.method == "adaptformer"}
+    assert sum(p.peft.method == "freeze" for p in points) == len(grid.domains)
+    ranks = {p.peft.rank for p in points if p.peft.method == "adaptformer"}
     assert ranks == {4, 8, 16, 32}
     assert list(grid.tables["table4"]) == [
         "Freeze", "Lightweight", "LoRA", "LoRA+COBOT", "Adaptformer", "Adaptformer+COBOT",
@@ -50,17 +50,34 @@ def test_ablation_rows_match_the_miniatures_definitions(table, paper):
     grid = load_grid(GRID)
     assert list(grid.tables[table]) == list(paper)
     for name, spec in paper.items():
-        assert _row(grid, table, name) == {k: getattr(spec, k) for k in KEYS}, name
+        point = _point(grid, table, name)
+        assert point.row() == {k: getattr(spec, k) for k in KEYS}, name
+        assert point.peft == spec.peft, name  # the same PeftConfig (seed 0 on both sides)
+
+
+def test_a_point_carries_its_peft_config():
+    grid = load_grid(GRID)
+    for name in grid.tables["table4"]:
+        point = _point(grid, "table4", name, seed=3)
+        again = row_config(point.row())  # the columns name the config back
+        if again.cobot is not None:
+            again = again.with_(cobot=replace(again.cobot, seed=3))
+        assert again == point.peft, name
+        assert point.peft.cobot is None or point.peft.cobot.seed == 3  # COBOT seeded by the run
+    assert variant_label(_point(grid, "fig5_v8", "Adaptformer+COBOT").peft) == (
+        "Adaptformer+CoS+RM+HL V=8"
+    )
 
 
 def test_point_config_is_the_protocol():
     grid = load_grid(GRID)
-    point = next(p for p in grid.points() if p.domain == "ct" and p.cobot and p.seed == 3)
+    point = next(p for p in grid.points() if p.domain == "ct" and p.peft.cobot and p.seed == 3)
     config = point_config(point, "/data/ct", "/tmp/run")
     assert config.data.eval_split == "test" and config.data.val_split is None
     assert config.runtime.max_steps == grid.domains["ct"].steps
     assert config.optim.lr == grid.domains["ct"].lr and config.runtime.seed == 3
-    assert config.peft.cobot.enabled and config.peft.cobot.seed == 3
+    assert config.peft == point.peft  # the run config reads back the point's PeftConfig
+    assert config.peft.cobot is not None and config.peft.cobot.seed == 3
     assert point_config(point, "/data/ct", "/tmp/run", "val").data.eval_split == "val"
 
 
@@ -88,7 +105,7 @@ def test_bad_grid_files_name_the_key(tmp_path, text, match):
 # two one-step trainings on one image each: about 1 s
 def test_a_point_runs_and_repeats_exactly(tmp_path):
     root = write_domain("ct", tmp_path / "ct", sizes=(1, 1, 1))
-    point = BenchmarkPoint("ct", "adaptformer", 1, DomainProtocol(1, 1e-3), cobot=True)
+    point = BenchmarkPoint.of("ct", 1, DomainProtocol(1, 1e-3), "adaptformer", cobot=True)
     first, again = run_point(point, root), run_point(point, root)
     assert first["n_instances"] > 0 and 0 <= first["miou"] <= 1
     assert (first["miou"], first["mdsc"]) == (again["miou"], again["mdsc"])  # seed-paired runs

@@ -24,6 +24,7 @@ __all__ = [
     "tidy",
     "variant_label",
     "row_config",
+    "config_columns",
     "summarise",
     "results_markdown",
     "write_tables",
@@ -105,6 +106,16 @@ def row_config(row: pd.Series | dict[str, Any]) -> PeftConfig:
         cobot = CobotConfig(**switches)
     rank = row.get("rank")
     return PeftConfig(method, rank=int(rank) if pd.notna(rank) else None, cobot=cobot)
+
+
+def config_columns(config: PeftConfig) -> dict[str, Any]:
+    """The columns a results row names ``config`` by (the inverse of ``row_config``): method,
+    cobot, COBOT's three ablation switches ("-" when COBOT is off) and rank (None for the
+    methods without modules)."""
+    cobot = config.cobot
+    switches = {k: getattr(cobot, k) if cobot else "-" for k in ("coefficient_sets", "relation",
+                                                                 "head")}  # fmt: skip
+    return {"method": config.method, "cobot": cobot is not None, **switches, "rank": config.rank}
 
 
 def _config_columns(df: pd.DataFrame) -> list[str]:

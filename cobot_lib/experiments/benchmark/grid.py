@@ -1,4 +1,4 @@
-"""The powered miniature benchmark (issue 15): its grid file, one grid point, one run.
+"""The benchmark's grid file, one grid point, one run (issue 15).
 
     grid = load_grid("configs/benchmark/grid.yaml")
     points = grid.points()                           # every run: rows x domains x seeds
@@ -6,9 +6,10 @@
 
 A grid file (YAML) names the domains (``data.domains``) with each one's protocol (steps, lr,
 weight decay, box jitter; chosen on the validation split, ``docs/results/benchmark_protocol.md``),
-the seeds, and the rows of each table: a row is a method with its COBOT switches and V, exactly
-the fields of ``BenchmarkPoint``. A row that appears in several tables (the full COBOT at V=16
-is in Tables 1, 2, 3 and Fig. 5) is one run per domain and seed.
+the seeds, and the rows of each table: a row is a method with its COBOT switches and V
+(``ROW_KEYS``), which ``BenchmarkPoint.of`` turns into the point's PeftConfig. A row that
+appears in several tables (the full COBOT at V=16 is in Tables 1, 2, 3 and Fig. 5) is one run
+per domain and seed.
 
 A point is trained for ``steps`` Adam steps on the domain's train split, one image per step, and
 scored once on ``eval_split`` (the test split in the grid, the validation split while tuning)
@@ -23,17 +24,27 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..engine.config import TrainConfig, config_from_dict, parse_yaml
-from ..engine.trainer import run_experiment
-from ..peft.config import DEFAULT_RANK, PEFT_METHODS, CobotConfig, PeftConfig
+from ...engine.config import TrainConfig, config_from_dict, parse_yaml, peft_section
+from ...engine.trainer import run_experiment
+from ...peft.config import PEFT_METHODS, PeftConfig
+from ..tables import config_columns, row_config, variant_label
 
-__all__ = ["BenchmarkPoint", "DomainProtocol", "Grid", "load_grid", "point_config", "run_point"]
+__all__ = [
+    "KEY",
+    "ROW_KEYS",
+    "BenchmarkPoint",
+    "DomainProtocol",
+    "Grid",
+    "load_grid",
+    "point_config",
+    "run_point",
+]
 
 ROW_KEYS = ("method", "cobot", "coefficient_sets", "relation", "head", "rank")
 METHODS = ("freeze", "decoder", *PEFT_METHODS)
@@ -49,44 +60,65 @@ class DomainProtocol:
     jitter: float = 2.0
 
 
+#: The columns that name one run in a results table (``BenchmarkPoint.columns``).
+KEY = ("domain", "seed", *ROW_KEYS, *(f.name for f in fields(DomainProtocol)), "eval_split")
+
+
 @dataclass(frozen=True)
 class BenchmarkPoint:
-    """One run. ``cobot=False`` is the plain method (switches ignored); ``freeze`` is zero-shot,
-    ``decoder`` the paper's Lightweight row (only the mask decoder trained)."""
+    """One run: the PeftConfig ``peft`` trained on ``domain`` with ``seed`` under ``protocol``.
+
+    ``peft.method`` is a PEFT method (LoRA / Adaptformer, with or without COBOT), ``freeze``
+    (zero-shot) or ``decoder`` (the paper's Lightweight row: only the mask decoder trained).
+    ``seed`` draws everything random in the run, COBOT's included (``peft.cobot.seed`` is set to
+    it). ``BenchmarkPoint.of`` builds one from a grid row's keys (``ROW_KEYS``); ``row()`` gives
+    them back ("-" for the switches of a plain method).
+    """
 
     domain: str
-    method: str
+    peft: PeftConfig
     seed: int
     protocol: DomainProtocol
-    cobot: bool = False
-    coefficient_sets: str = "dual"
-    relation: str = "learnable"
-    head: str = "hypercomplex"
-    rank: int | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method={self.method!r}; expected one of {list(METHODS)}")
-        if self.cobot and self.method not in PEFT_METHODS:
-            raise ValueError(f"COBOT sits inside {list(PEFT_METHODS)}, not {self.method!r}")
-        if self.method in PEFT_METHODS and self.rank is None:
-            object.__setattr__(self, "rank", DEFAULT_RANK[self.method])
-        if not self.cobot:
-            for name in ("coefficient_sets", "relation", "head"):
-                object.__setattr__(self, name, "-")
-        self.peft_config()  # checks the switches and V
+        if not isinstance(self.peft, PeftConfig) or self.peft.method not in METHODS:
+            raise ValueError(f"peft={self.peft!r}; expected a PeftConfig of {list(METHODS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        cobot = self.peft.cobot
+        if cobot is not None and cobot.seed != self.seed:
+            object.__setattr__(self, "peft", self.peft.with_(cobot=replace(cobot, seed=self.seed)))
 
-    def peft_config(self) -> PeftConfig:
-        """The PEFT configuration of the run (COBOT seeded by the run's seed)."""
-        if self.method not in PEFT_METHODS:
-            return PeftConfig(method=self.method)
-        switches = (self.coefficient_sets, self.relation, self.head)
-        cobot = CobotConfig(*switches, seed=self.seed) if self.cobot else None
-        return PeftConfig(method=self.method, rank=self.rank, cobot=cobot)
+    @classmethod
+    def of(
+        cls, domain: str, seed: int, protocol: DomainProtocol, method: str, cobot: bool = False,
+        rank: int | None = None, **switches: str,
+    ) -> BenchmarkPoint:  # fmt: skip
+        """The point of a grid row (``ROW_KEYS``: method, cobot, COBOT's switches, rank; the
+        switches count only when ``cobot`` is true). Raises ValueError for a bad row."""
+        if method not in METHODS:
+            raise ValueError(f"method={method!r}; expected one of {list(METHODS)}")
+        if method not in PEFT_METHODS and (cobot or rank is not None or switches):
+            raise ValueError(
+                f"COBOT and rank V belong to the modules of {list(PEFT_METHODS)}; "
+                f"{method!r} takes neither"
+            )
+        peft = row_config({"method": method, "cobot": cobot, "rank": rank, **switches})
+        return cls(domain, peft, seed, protocol)
 
     def row(self) -> dict[str, Any]:
-        """The configuration without domain, seed and protocol (what a table row names)."""
-        return {k: getattr(self, k) for k in ROW_KEYS}
+        """The configuration's columns without domain, seed and protocol (``ROW_KEYS``)."""
+        return config_columns(self.peft)
+
+    def label(self) -> str:
+        """The configuration's name: 'Adaptformer+CoS+RM+HL V=16', 'Freeze (zero-shot)'."""
+        return variant_label(self.peft)
+
+    def columns(self, eval_split: str = "test") -> dict[str, Any]:
+        """What names the run in a results table (``KEY``): domain, seed, the row, the protocol
+        and the split scored; a results row with these values is this run."""
+        return {"domain": self.domain, "seed": self.seed, **self.row(),
+                **asdict(self.protocol), "eval_split": eval_split}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -110,7 +142,7 @@ class Grid:
                 for row in rows.values():
                     seeds = self.seeds[:1] if row["method"] == "freeze" else self.seeds
                     for seed in seeds:
-                        point = BenchmarkPoint(domain, seed=seed, protocol=protocol, **row)
+                        point = BenchmarkPoint.of(domain, seed, protocol, **row)
                         out.setdefault((domain, seed, tuple(point.row().values())), point)
         return list(out.values())
 
@@ -161,7 +193,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
             if bad:
                 raise ValueError(f"{path}: tables.{table}.{name} has unknown keys {bad}")
             try:  # the row must make a valid point
-                BenchmarkPoint(next(iter(domains)), seed=0, protocol=DomainProtocol(1, 1.0), **row)
+                BenchmarkPoint.of(next(iter(domains)), 0, DomainProtocol(1, 1.0), **row)
             except ValueError as exc:
                 raise ValueError(f"{path}: tables.{table}.{name}: {exc}") from None
         tables[table] = {name: dict(row) for name, row in rows.items()}
@@ -173,14 +205,12 @@ def point_config(
     eval_split: str = "test",
 ) -> TrainConfig:  # fmt: skip
     """The training config of ``point`` on the prepared domain at ``root``."""
-    p, peft = point.protocol, point.peft_config()
-    cobot = asdict(peft.cobot) if peft.cobot is not None else {}
+    p = point.protocol
     data = {
         "name": f"benchmark_{point.domain}",
         "output_dir": str(output_dir),
         "model": {"type": "tiny", "checkpoint": "foundation"},
-        "peft": {"method": point.method, "rank": point.rank,
-                 "cobot": {"enabled": point.cobot, **cobot}},
+        "peft": peft_section(point.peft),
         "data": {"root": str(root), "jitter": p.jitter, "eval_split": eval_split,
                  "val_split": None},
         "optim": {"lr": p.lr, "weight_decay": p.weight_decay, "epochs": p.steps},
@@ -188,9 +218,7 @@ def point_config(
                     "resume": "never", "progress": False},
         "eval": {"enabled": True},
     }  # fmt: skip
-    if point.method not in PEFT_METHODS:
-        data["peft"].pop("rank")
-    return config_from_dict(data, f"<benchmark {point.method} on {point.domain}>")
+    return config_from_dict(data, f"<benchmark {point.label()} on {point.domain}>")
 
 
 def run_point(
@@ -212,8 +240,7 @@ def run_point(
         torch.set_num_threads(threads)
     metrics = result["metrics"]
     return {
-        "domain": point.domain, "seed": point.seed, **point.row(), **asdict(point.protocol),
-        "eval_split": eval_split, "miou": float(metrics["miou"]), "mdsc": float(metrics["mdsc"]),
+        **point.columns(eval_split), "miou": float(metrics["miou"]), "mdsc": float(metrics["mdsc"]),
         "n_instances": int(metrics["n_instances"]), "seconds": round(seconds, 2),
         "image_encoder_params": int(result["image_encoder_parameters"]),
     }  # fmt: skip

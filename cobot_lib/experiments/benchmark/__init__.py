@@ -1,0 +1,33 @@
+"""The powered miniature benchmark (issue 15): Tables 1-3, Fig. 5 and Table 4's rows on the
+synthetic domains (``data.domains``), 5 seeds, paired 95% t-intervals.
+
+    python -m cobot_lib.experiments.benchmark run --out docs/results/benchmark --jobs 2
+    python -m cobot_lib.experiments.benchmark report --results docs/results/benchmark \
+        --out docs/results/benchmark.md
+
+``grid``: the grid file, one point (a PeftConfig on a domain with a seed), one run;
+``runner``: the whole grid in worker processes, resumable; ``report``: the tables with
+intervals, verdicts and the paper's numbers; ``cli``: the command line.
+"""
+
+from .grid import (
+    KEY,
+    ROW_KEYS,
+    BenchmarkPoint,
+    DomainProtocol,
+    Grid,
+    load_grid,
+    point_config,
+    run_point,
+)
+
+__all__ = [
+    "KEY",
+    "ROW_KEYS",
+    "BenchmarkPoint",
+    "DomainProtocol",
+    "Grid",
+    "load_grid",
+    "point_config",
+    "run_point",
+]
