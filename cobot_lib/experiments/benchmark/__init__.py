@@ -20,6 +20,8 @@ from .grid import (
     point_config,
     run_point,
 )
+from .report import PAPER_TABLE4, comparisons, forest_data, markdown_report
+from .runner import read_rows, run_grid, select_points
 
 __all__ = [
     "KEY",
@@ -30,4 +32,11 @@ __all__ = [
     "load_grid",
     "point_config",
     "run_point",
+    "read_rows",
+    "run_grid",
+    "select_points",
+    "PAPER_TABLE4",
+    "comparisons",
+    "forest_data",
+    "markdown_report",
 ]

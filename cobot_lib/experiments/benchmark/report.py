@@ -1,0 +1,279 @@
+"""The benchmark's report: per domain, Tables 1-3, Fig. 5 and Table 4 with 95% t-intervals,
+paired differences, verdicts, the family-wise reading and the paper's numbers beside them.
+
+    table = comparisons(read_rows("docs/results/benchmark"), load_grid(GRID))
+    text = markdown_report(rows, grid)            # docs/results/benchmark.md
+    forest = forest_data(table)                   # notebook.viz.forest_figure(forest, bound)
+
+Scores are in points (percent) of the domain's metric (``data.domains``: DSC for ct, mIoU for
+sonar and aerial). Each table row is compared with its table's first row seed by seed
+(``statistics``: d_s = row_s - reference_s, the 95% t-interval of their mean, the verdict with
+the grid's equivalence bound). Freeze trains nothing and ran once per domain: a comparison with
+it pairs every seed with its one score. A *section* is one of the paper's tables: the grid's
+tables named ``fig5_*`` form Fig. 5 and ``table4*`` form Table 4; its m comparisons are one
+family, read with Holm-adjusted p-values (over the section) and Bonferroni intervals.
+
+Paired paper sets (the paper's numbers are data here; METHOD.md sections 4-5): Tables 1-3 report
+ADOME, NWPU and TRCAN: ct stands beside ADOME (abdominal CT, DSC), aerial beside NWPU (remote
+sensing), sonar beside TRCAN (the only underwater set of Tables 1-3). Table 4 has a SONAR
+column: sonar stands beside SONAR, ct beside ADOME, aerial beside NWPU. Fig. 5 prints no
+numbers, only a claim (``ablation_report.FIG5_CLAIM``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ...data.domains import DOMAINS
+from ..ablation_report import FIG5_CLAIM, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, TABLE1
+from ..statistics import holm, multiplicity_note, paired_differences, t_interval, verdict
+from .grid import KEY, BenchmarkPoint, Grid
+
+__all__ = [
+    "PAPER_SETS",
+    "PAPER_TABLE4",
+    "TABLE4_SETS",
+    "SECTIONS",
+    "section_of",
+    "metric_of",
+    "seed_scores",
+    "comparisons",
+    "forest_data",
+    "half_widths",
+    "markdown_report",
+]
+
+#: Table 4's columns (METHOD.md section 5).
+TABLE4_SETS = ("COCO", "TRCAN", "NWPU", "SSDD", "SONAR", "ADOME", "SPLEN", "MOMO", "BRAST",
+               "SEGRAP")  # fmt: skip
+#: Table 4 of the paper (%, ViT-B), one value per set of TABLE4_SETS, by the grid's row names.
+PAPER_TABLE4 = {
+    "Freeze": (53.0, 53.9, 59.6, 63.2, 34.5, 23.5, 24.3, 24.3, 60.1, 10.5),
+    "Lightweight": (70.4, 70.3, 80.5, 80.2, 79.8, 86.0, 93.4, 86.3, 85.1, 67.8),
+    "LoRA": (71.8, 72.8, 81.8, 80.7, 82.8, 88.0, 94.4, 86.6, 84.8, 68.7),
+    "LoRA+COBOT": (72.1, 73.1, 82.5, 81.2, 84.6, 88.7, 94.9, 86.7, 85.3, 70.1),
+    "Adaptformer": (71.7, 73.3, 83.0, 81.9, 84.1, 90.1, 94.8, 87.6, 85.8, 72.1),
+    "Adaptformer+COBOT": (72.2, 74.1, 84.0, 82.4, 84.9, 91.3, 96.4, 89.2, 87.3, 73.1),
+}
+#: The paper set beside each domain: (in Tables 1-3, in Table 4).
+PAPER_SETS = {"sonar": ("TRCAN", "SONAR"), "ct": ("ADOME", "ADOME"), "aerial": ("NWPU", "NWPU")}
+#: The paper's tables, in the report's order: section -> title.
+SECTIONS = {
+    "table1": "Table 1 (COBOT's components on Adaptformer)",
+    "table2": "Table 2 (relation matrix fixed vs learnable)",
+    "table3": "Table 3 (dense vs hyper-complex head)",
+    "fig5": "Fig. 5 (hidden size V)",
+    "table4": "Table 4 (every method against Freeze; LoRA+COBOT against LoRA)",
+}
+
+
+def section_of(table: str) -> str:
+    """The paper's table a grid table belongs to: 'fig5_v8' -> 'fig5', 'table4_x' -> 'table4'."""
+    return table.split("_")[0]
+
+
+def metric_of(domain: str) -> str:
+    """The results column of ``domain``'s reported metric: 'mdsc' (DSC) or 'miou'."""
+    return "mdsc" if DOMAINS[domain].metric == "dsc" else "miou"
+
+
+def _key(row: Mapping[str, Any]) -> tuple:
+    return tuple(row[k] for k in KEY)
+
+
+def seed_scores(
+    index: Mapping[tuple, Mapping[str, Any]], grid: Grid, domain: str, spec: Mapping[str, Any]
+) -> pd.Series:
+    """The scores (points) of the grid row ``spec`` on ``domain``, indexed by seed; ``index``
+    maps a row's KEY values to the row. Freeze's one run stands for every seed."""
+    protocol, values = grid.domains[domain], {}
+    for seed in grid.seeds:
+        run = seed if spec["method"] != "freeze" else grid.seeds[0]
+        found = index.get(_key(BenchmarkPoint.of(domain, run, protocol, **spec).columns()))
+        if found is not None:
+            values[seed] = 100.0 * float(found[metric_of(domain)])
+    return pd.Series(values, dtype=float)
+
+
+def _paper(section: str, name: str, domain: str) -> float:
+    """The paper's number of row ``name`` of ``section`` beside ``domain`` (NaN: none)."""
+    ablations, table4 = PAPER_SETS[domain]
+    if section == "table1" and name in TABLE1:
+        return PAPER_TABLE1[ablations][list(TABLE1).index(name)]
+    for which, data in (("table2", PAPER_TABLE2), ("table3", PAPER_TABLE3)):
+        rows = {"table2": ("Fixed", "Learnable"), "table3": ("Linear", "HL")}[which]
+        if section == which and name in rows:
+            return data[ablations][rows.index(name)][0]
+    if section == "table4" and name in PAPER_TABLE4:
+        return PAPER_TABLE4[name][TABLE4_SETS.index(table4)]
+    return math.nan
+
+
+def _own(scores: pd.Series, confidence: float, once: bool) -> tuple[float, float]:
+    """A row's mean and the half-width of its own t-interval (NaN with fewer than 2 seeds, and
+    for a row that ran ``once``: Freeze, whose one score stands for every seed)."""
+    values = scores.to_numpy()
+    if len(values) == 0:
+        return math.nan, math.nan
+    if len(values) < 2 or once:
+        return float(values.mean()), math.nan
+    return float(values.mean()), t_interval(values, confidence).half_width
+
+
+def comparisons(
+    rows: Sequence[Mapping[str, Any]], grid: Grid, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Every row of every table against its table's first row, per domain (module doc).
+
+    Columns: domain, metric, section, table, row, vs, n (paired seeds), mean and ci (the row's
+    own mean and 95% half-width), ref_mean, d, low, high, half_width, p, verdict, family (m, the
+    section's comparisons), p_holm (Holm over the section), low_bonf, high_bonf,
+    family_verdict, paper_set, paper, paper_ref, paper_d. A row with fewer than 2 paired seeds
+    has NaN statistics and the verdict "not run".
+    """
+    index = {_key(r): r for r in rows}
+    out = []
+    for domain in grid.domains:
+        for section in SECTIONS:
+            tables = {t: r for t, r in grid.tables.items() if section_of(t) == section}
+            m = sum(len(r) - 1 for r in tables.values())
+            wide = 1 - (1 - confidence) / max(m, 1)
+            start = len(out)
+            for table, specs in tables.items():
+                reference = next(iter(specs))
+                ref_scores = seed_scores(index, grid, domain, specs[reference])
+                for name, spec in list(specs.items())[1:]:
+                    scores = seed_scores(index, grid, domain, spec)
+                    row = _compare(scores, ref_scores, confidence, wide, grid.equivalence_bound)
+                    once = spec["method"] == "freeze"
+                    paper, paper_ref = (_paper(section, n, domain) for n in (name, reference))
+                    out.append({
+                        "domain": domain, "metric": metric_of(domain), "section": section,
+                        "table": table, "row": name, "vs": reference,
+                        **dict(zip(("mean", "ci"), _own(scores, confidence, once), strict=True)),
+                        "ref_mean": _own(ref_scores, confidence, True)[0], **row, "family": m,
+                        "paper_set": PAPER_SETS[domain][section == "table4"],
+                        "paper": paper, "paper_ref": paper_ref, "paper_d": paper - paper_ref,
+                    })  # fmt: skip
+            ps = [r["p"] for r in out[start:]]
+            done = [i for i, p in enumerate(ps) if not math.isnan(p)]
+            adjusted = holm([ps[i] for i in done]) if done else []
+            for i, value in zip(done, adjusted, strict=True):
+                out[start + i]["p_holm"] = float(value)
+    table = pd.DataFrame(out)
+    return table.reindex(columns=[*table.columns.drop("p_holm", errors="ignore"), "p_holm"])
+
+
+def _compare(row: pd.Series, reference: pd.Series, confidence: float, wide: float,
+             bound: float) -> dict[str, Any]:  # fmt: skip
+    """The paired statistics of ``row`` against ``reference`` (NaN / "not run" under 2 seeds)."""
+    common = sorted(set(row.index) & set(reference.index))
+    if len(common) < 2:
+        nan = math.nan
+        return {"n": len(common), "d": nan, "low": nan, "high": nan, "half_width": nan,
+                "p": nan, "verdict": "not run", "low_bonf": nan, "high_bonf": nan,
+                "family_verdict": "not run"}  # fmt: skip
+    d = paired_differences(row, reference)
+    one, both = t_interval(d, confidence), t_interval(d, wide)
+    return {"n": one.n, "d": one.mean, "low": one.low, "high": one.high,
+            "half_width": one.half_width, "p": one.p, "verdict": verdict(one, bound),
+            "low_bonf": both.low, "high_bonf": both.high,
+            "family_verdict": verdict(both, bound)}  # fmt: skip
+
+
+def forest_data(table: pd.DataFrame) -> pd.DataFrame:
+    """The forest plot's rows: domain, section, label ('Table 1: +CoS - Adaptformer'), d, low,
+    high (points), verdict; compared rows only, in the report's order."""
+    done = table[table["n"] >= 2]
+    names = zip(done["section"], done["row"], done["vs"], strict=True)
+    labels = [f"{SECTIONS[s].split(' (')[0]}: {r} − {v}" for s, r, v in names]
+    data = {"domain": done["domain"], "section": done["section"], "label": labels,
+            "d": done["d"], "low": done["low"], "high": done["high"],
+            "verdict": done["verdict"]}  # fmt: skip
+    return pd.DataFrame(data).reset_index(drop=True)
+
+
+def half_widths(table: pd.DataFrame) -> pd.DataFrame:
+    """Per domain: comparisons made, median / min / max interval half-width (points)."""
+    done = table[table["n"] >= 2]
+    grouped = done.groupby("domain", sort=False)["half_width"]
+    return pd.DataFrame({"comparisons": grouped.size(), "median": grouped.median(),
+                         "min": grouped.min(), "max": grouped.max()})  # fmt: skip
+
+
+def _num(value: float, signed: bool = False, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _section_lines(part: pd.DataFrame) -> list[str]:
+    """One section of one domain: the table, its multiplicity note and the family reading."""
+    head = ("| row | vs | n | row: mean ± 95% | d [95% interval] | verdict | p | p (Holm) | "
+            "family verdict (Bonferroni) | paper | paper d |")  # fmt: skip
+    lines = [head, "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|"]
+    for _, r in part.iterrows():
+        own = f"{_num(r['mean'])} ± {_num(r['ci'])}" if not math.isnan(r["ci"]) else _num(r["mean"])
+        diff = f"{_num(r['d'], True)} [{_num(r['low'], True)}, {_num(r['high'], True)}]"
+        paper = _num(r["paper"], digits=1) if r["section"] != "fig5" else "(no number)"
+        paper_d = _num(r["paper_d"], True, 1) if r["section"] != "fig5" else "> 0 (claim)"
+        lines.append(f"| {r['row']} | {r['vs']} | {r['n']} | {own} | {diff} | {r['verdict']} | "
+                     f"{_num(r['p'], digits=3)} | {_num(r.get('p_holm', math.nan), digits=3)} | "
+                     f"{r['family_verdict']} | {paper} | {paper_d} |")  # fmt: skip
+    m = int(part["family"].iloc[0])
+    decided = part[part["p_holm"] <= 0.05] if "p_holm" in part else part.iloc[:0]
+    names = ", ".join(f"{r} ({_num(d, True)})" for r, d in zip(decided["row"], decided["d"],
+                                                               strict=True)) or "none"  # fmt: skip
+    lines += ["", multiplicity_note(m),
+              f"Holm reading: {len(decided)} of {m} comparisons decided for the whole table "
+              f"(p_holm <= 0.05): {names}."]  # fmt: skip
+    if part["section"].iloc[0] == "fig5":
+        lines += [f"Paper (Fig. 5, no printed numbers): {FIG5_CLAIM}."]
+    return lines
+
+
+def markdown_report(
+    rows: Sequence[Mapping[str, Any]], grid: Grid, source: str = "", command: str = ""
+) -> str:
+    """The whole report (module doc) as markdown, computed from ``rows`` and ``grid``."""
+    table = comparisons(rows, grid)
+    bound = grid.equivalence_bound
+    made = pd.DataFrame(list(rows))
+    facts = {k: sorted(set(made[k].astype(str))) if k in made else []
+             for k in ("command", "commit", "cpu", "torch")}  # fmt: skip
+    out = [
+        "# The powered miniature benchmark (issue 15)", "",
+        f"Generated by `{command or 'python -m cobot_lib.experiments.benchmark report'}` from "
+        f"{len(rows)} runs in {source or 'the results'}; do not edit by hand.", "",
+        "Runs made by: " + "; ".join(f"`{c}`" for c in facts["command"]) + ".",
+        f"Commits: {', '.join(facts['commit']) or '—'}. CPU: {', '.join(facts['cpu']) or '—'} "
+        f"(one torch thread per process). torch: {', '.join(facts['torch']) or '—'}.", "",
+        "Values in points (%) of the domain's metric (DSC for ct, mIoU for sonar and aerial), on "
+        "the test split. Per row: its mean over seeds ± the half-width of its own 95% "
+        "t-interval; d = the mean per-seed difference to the reference row (same seed = same "
+        "images, order, box jitter), with its 95% Student-t interval. Verdict: 'better' / "
+        "'worse' when the interval excludes 0, 'no difference larger than "
+        f"+-{bound:g} points' when it lies inside +-{bound:g} (the equivalence bound, "
+        "`equivalence_bound` in the grid file), else 'undecided'. Freeze ran once per domain "
+        "(it trains nothing); a comparison with it is the row's own interval minus that score. "
+        "'paper' is the paper's number for the paired set (module doc of "
+        "`cobot_lib.experiments.benchmark.report`), 'paper d' its difference.", "",
+        "## Median 95% interval half-width per domain (points)", "",
+        "| domain | metric | comparisons | median | min | max |", "|---|---|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for domain, r in half_widths(table).iterrows():
+        out.append(f"| {domain} | {metric_of(domain)} | {r['comparisons']} | "
+                   f"{_num(r['median'])} | {_num(r['min'])} | {_num(r['max'])} |")  # fmt: skip
+    for domain in grid.domains:
+        ablations, table4 = PAPER_SETS[domain]
+        out += ["", f"## {domain} ({metric_of(domain)}; beside {ablations} in Tables 1-3, "
+                f"{table4} in Table 4)"]  # fmt: skip
+        for section, title in SECTIONS.items():
+            part = table[(table["domain"] == domain) & (table["section"] == section)]
+            if not part.empty:
+                out += ["", f"### {title}", "", *_section_lines(part)]
+    return "\n".join(out) + "\n"
