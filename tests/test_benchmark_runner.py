@@ -20,7 +20,7 @@ domains:
 seeds: [0, 1]
 equivalence_bound: 0.5
 tables:
-  t: {Freeze: {method: freeze}, Lightweight: {method: decoder}}
+  table4: {Freeze: {method: freeze}, Lightweight: {method: decoder}}
 """
 
 
@@ -80,6 +80,11 @@ def test_more_seeds_run_only_the_new_points(setup):
     assert calls == [("decoder", 1)]  # Freeze runs once per domain (first seed only)
     rows = runner.read_rows(out)
     assert len({tuple(r[k] for k in KEY) for r in rows}) == len(rows) == 3
+    report = out.parent / "report.md"
+    argv = ["report", "--grid", str(grid), "--results", str(out), "--out", str(report)]
+    assert cli.main(argv) == 0
+    text = report.read_text()
+    assert "from 3 runs" in text and "| Lightweight | Freeze | 2 |" in text  # seeds 0 and 1
 
 
 def test_select_points_and_bad_inputs(tmp_path):

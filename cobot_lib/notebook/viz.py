@@ -38,6 +38,7 @@ __all__ = [
     "cobot_block_diagram",
     "difference_figure",
     "fig5_figure",
+    "forest_figure",
 ]
 
 RENDERER = "cobot_static"
@@ -406,4 +407,29 @@ def fig5_figure(fig5: pd.DataFrame) -> go.Figure:
         fig.update_xaxes(type="log", tickvals=list(part["V"]), title="V", row=1, col=col)
     fig.update_layout(title="Fig. 5 in miniature: hidden size V", height=420,
                       yaxis_title="mIoU (nuclei) / DSC (mri), %")  # fmt: skip
+    return fig
+
+
+# ---- the benchmark (issue 15; data: experiments.benchmark.report.forest_data) -----------------
+
+
+def forest_figure(forest: pd.DataFrame, bound: float) -> go.Figure:
+    """A forest plot per domain: each row's paired difference to its reference with its 95%
+    interval (points), the zero line and the equivalence bound +-``bound`` (dashed)."""
+    domains = list(dict.fromkeys(forest["domain"]))
+    fig = make_subplots(rows=1, cols=len(domains), subplot_titles=domains, shared_yaxes=True)
+    colours = {"better": "#54a24b", "worse": "#e45756"}
+    for col, domain in enumerate(domains, 1):
+        part = forest[forest["domain"] == domain]
+        errors = {"type": "data", "symmetric": False, "array": part["high"] - part["d"],
+                  "arrayminus": part["d"] - part["low"]}  # fmt: skip
+        marker = [colours.get(v, "#4c78a8") for v in part["verdict"]]
+        fig.add_scatter(x=part["d"], y=part["label"], mode="markers", error_x=errors,
+                        marker={"color": marker}, showlegend=False, row=1, col=col)  # fmt: skip
+        for x, dash in ((0.0, "solid"), (-bound, "dash"), (bound, "dash")):
+            fig.add_vline(x=x, line={"dash": dash, "color": "grey", "width": 1}, row=1, col=col)
+        fig.update_xaxes(title="difference (points)", row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title="Paired differences with 95% intervals (green better, red worse)",
+                      height=max(400, 22 * forest["label"].nunique() + 120))  # fmt: skip
     return fig

@@ -50,7 +50,9 @@ __all__ = [
 #: Table 4's columns (METHOD.md section 5).
 TABLE4_SETS = ("COCO", "TRCAN", "NWPU", "SSDD", "SONAR", "ADOME", "SPLEN", "MOMO", "BRAST",
                "SEGRAP")  # fmt: skip
-#: Table 4 of the paper (%, ViT-B), one value per set of TABLE4_SETS, by the grid's row names.
+#: Table 4 of the paper (%, ViT-B), one value per set of TABLE4_SETS, by the grid's row names
+#: (checked against the paper's text). The paper's "Avg" column is not the mean of these for
+#: three rows: LoRA 81.1 (mean 81.24), LoRA+COBOT 81.8 (81.92), Adaptformer+COBOT 83.6 (83.49).
 PAPER_TABLE4 = {
     "Freeze": (53.0, 53.9, 59.6, 63.2, 34.5, 23.5, 24.3, 24.3, 60.1, 10.5),
     "Lightweight": (70.4, 70.3, 80.5, 80.2, 79.8, 86.0, 93.4, 86.3, 85.1, 67.8),
@@ -79,6 +81,9 @@ def section_of(table: str) -> str:
 def metric_of(domain: str) -> str:
     """The results column of ``domain``'s reported metric: 'mdsc' (DSC) or 'miou'."""
     return "mdsc" if DOMAINS[domain].metric == "dsc" else "miou"
+
+
+_SHOWN = {"mdsc": "DSC", "miou": "mIoU"}
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
@@ -113,6 +118,11 @@ def _paper(section: str, name: str, domain: str) -> float:
     return math.nan
 
 
+def _name(section: str, name: str, spec: Mapping[str, Any]) -> str:
+    """A row's name in the report: Fig. 5's rows carry their V ('Adaptformer V=8')."""
+    return f"{name} V={spec['rank']}" if section == "fig5" else name
+
+
 def _own(scores: pd.Series, confidence: float, once: bool) -> tuple[float, float]:
     """A row's mean and the half-width of its own t-interval (NaN with fewer than 2 seeds, and
     for a row that ran ``once``: Freeze, whose one score stands for every seed)."""
@@ -129,7 +139,8 @@ def comparisons(
 ) -> pd.DataFrame:
     """Every row of every table against its table's first row, per domain (module doc).
 
-    Columns: domain, metric, section, table, row, vs, n (paired seeds), mean and ci (the row's
+    Columns: domain, metric, section, table, grid_row (the row's name in the grid file), row
+    and vs (the names shown: Fig. 5's carry their V), n (paired seeds), mean and ci (the row's
     own mean and 95% half-width), ref_mean, d, low, high, half_width, p, verdict, family (m, the
     section's comparisons), p_holm (Holm over the section), low_bonf, high_bonf,
     family_verdict, paper_set, paper, paper_ref, paper_d. A row with fewer than 2 paired seeds
@@ -153,7 +164,8 @@ def comparisons(
                     paper, paper_ref = (_paper(section, n, domain) for n in (name, reference))
                     out.append({
                         "domain": domain, "metric": metric_of(domain), "section": section,
-                        "table": table, "row": name, "vs": reference,
+                        "table": table, "grid_row": name, "row": _name(section, name, spec),
+                        "vs": _name(section, reference, specs[reference]),
                         **dict(zip(("mean", "ci"), _own(scores, confidence, once), strict=True)),
                         "ref_mean": _own(ref_scores, confidence, True)[0], **row, "family": m,
                         "paper_set": PAPER_SETS[domain][section == "table4"],
@@ -188,7 +200,7 @@ def _compare(row: pd.Series, reference: pd.Series, confidence: float, wide: floa
 def forest_data(table: pd.DataFrame) -> pd.DataFrame:
     """The forest plot's rows: domain, section, label ('Table 1: +CoS - Adaptformer'), d, low,
     high (points), verdict; compared rows only, in the report's order."""
-    done = table[table["n"] >= 2]
+    done = table[table["n"] >= 2] if len(table) else table
     names = zip(done["section"], done["row"], done["vs"], strict=True)
     labels = [f"{SECTIONS[s].split(' (')[0]}: {r} − {v}" for s, r, v in names]
     data = {"domain": done["domain"], "section": done["section"], "label": labels,
@@ -199,6 +211,8 @@ def forest_data(table: pd.DataFrame) -> pd.DataFrame:
 
 def half_widths(table: pd.DataFrame) -> pd.DataFrame:
     """Per domain: comparisons made, median / min / max interval half-width (points)."""
+    if table.empty:
+        return pd.DataFrame(columns=["comparisons", "median", "min", "max"])
     done = table[table["n"] >= 2]
     grouped = done.groupby("domain", sort=False)["half_width"]
     return pd.DataFrame({"comparisons": grouped.size(), "median": grouped.median(),
@@ -266,11 +280,11 @@ def markdown_report(
         "| domain | metric | comparisons | median | min | max |", "|---|---|---:|---:|---:|---:|",
     ]  # fmt: skip
     for domain, r in half_widths(table).iterrows():
-        out.append(f"| {domain} | {metric_of(domain)} | {r['comparisons']} | "
+        out.append(f"| {domain} | {_SHOWN[metric_of(domain)]} | {int(r['comparisons'])} | "
                    f"{_num(r['median'])} | {_num(r['min'])} | {_num(r['max'])} |")  # fmt: skip
     for domain in grid.domains:
         ablations, table4 = PAPER_SETS[domain]
-        out += ["", f"## {domain} ({metric_of(domain)}; beside {ablations} in Tables 1-3, "
+        out += ["", f"## {domain} ({_SHOWN[metric_of(domain)]}; beside {ablations} in Tables 1-3, "
                 f"{table4} in Table 4)"]  # fmt: skip
         for section, title in SECTIONS.items():
             part = table[(table["domain"] == domain) & (table["section"] == section)]

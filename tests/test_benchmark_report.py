@@ -1,0 +1,146 @@
+"""The benchmark report on a synthetic results table whose answer is known: every run of the real
+grid gets score = domain level + a chosen effect per configuration + seeded noise. The oracle
+for every interval is scipy (``ttest_rel`` / ``ttest_1samp`` and their confidence intervals),
+for the family reading Holm's sequential reject-and-stop procedure, run on scipy's p-values."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cobot_lib.experiments.benchmark import BenchmarkPoint, load_grid
+from cobot_lib.experiments.benchmark.report import (
+    PAPER_TABLE4,
+    comparisons,
+    forest_data,
+    half_widths,
+    markdown_report,
+)
+from cobot_lib.notebook.viz import forest_figure
+
+GRID = load_grid(Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yaml")
+FULL, BASE = "Adaptformer+CoS+RM+HL V=16", "Adaptformer V=16"
+#: Known effects (points) over the domain's level; every other configuration gets a random one.
+EFFECTS = {BASE: 0.0, FULL: 3.0, "Adaptformer+CoS V=16": 0.0, "Freeze (zero-shot)": -20.0}
+#: The noise sd (points) per configuration (else 0.5): tiny for the base and +CoS, so that
+#: +CoS - base (true difference 0) has an interval far inside +-0.5: "no difference".
+NOISE = {BASE: 0.01, "Adaptformer+CoS V=16": 0.01}
+LEVEL = {"sonar": 70.0, "ct": 80.0, "aerial": 30.0}
+METRIC = {"sonar": "miou", "ct": "mdsc", "aerial": "miou"}
+
+
+def _synthetic():
+    """(results rows, truth: (domain, label, seed) -> score in points)."""
+    rng = np.random.default_rng(15)
+    effects = dict(EFFECTS)
+    rows, truth = [], {}
+    for point in GRID.points():
+        label = point.label()
+        effect = effects.setdefault(label, float(rng.normal(0, 2)))
+        score = LEVEL[point.domain] + effect + rng.normal(0, NOISE.get(label, 0.5))
+        truth[point.domain, label, point.seed] = score
+        other = "mdsc" if METRIC[point.domain] == "miou" else "miou"
+        rows.append({**point.columns(), METRIC[point.domain]: score / 100, other: 0.0,
+                     "command": "cmd", "commit": "abc", "cpu": "cpu", "torch": "2"})  # fmt: skip
+    return rows, truth
+
+
+ROWS, TRUTH = _synthetic()
+
+
+def _label(table, name, domain="sonar"):
+    return BenchmarkPoint.of(domain, 0, GRID.domains[domain], **GRID.tables[table][name]).label()
+
+
+def _oracle(domain, table, name):
+    """scipy's mean difference, 95% interval and p of row ``name`` against its table's first."""
+    reference = next(iter(GRID.tables[table]))
+    ref, row = _label(table, reference, domain), _label(table, name, domain)
+    a = np.array([TRUTH[domain, row, s] for s in GRID.seeds])
+    if reference == "Freeze":  # one run stands for every seed
+        b = np.full(len(a), TRUTH[domain, ref, GRID.seeds[0]])
+        test = stats.ttest_1samp(a - b, 0.0)
+    else:
+        b = np.array([TRUTH[domain, ref, s] for s in GRID.seeds])
+        test = stats.ttest_rel(a, b)
+    return float(np.mean(a - b)), test.confidence_interval(0.95), test.pvalue
+
+
+def test_every_interval_is_scipys():
+    table = comparisons(ROWS, GRID)
+    assert len(table) == 17 * len(GRID.domains) and (table["n"] == 5).all()
+    for _, r in table.iterrows():
+        d, ci, p = _oracle(r["domain"], r["table"], r["grid_row"])
+        assert r["d"] == pytest.approx(d, abs=1e-9), (r["domain"], r["table"], r["grid_row"])
+        assert (r["low"], r["high"]) == pytest.approx((ci.low, ci.high), abs=1e-9)
+        assert r["p"] == pytest.approx(p, rel=1e-9, abs=1e-12)
+
+
+def test_constructed_differences_get_their_verdicts():
+    table = comparisons(ROWS, GRID).set_index(["domain", "table", "grid_row"])
+    for domain in GRID.domains:
+        assert table.loc[(domain, "table1", "+CoS+RM+HL"), "verdict"] == "better"  # +3 points
+        cos = table.loc[(domain, "table1", "+CoS"), "verdict"]
+        assert cos == "no difference larger than +-0.5 points"  # true difference 0, tiny noise
+        for name in ("Lightweight", "LoRA", "Adaptformer"):  # Freeze is 20 points below
+            assert table.loc[(domain, "table4", name), "verdict"] == "better"
+
+
+def test_sections_count_their_comparisons_and_holm_reads_them():
+    table = comparisons(ROWS, GRID)
+    families = table.groupby(["domain", "section"])["family"].agg(["first", "size"])
+    assert (families["first"] == families["size"]).all()
+    assert dict(families.loc["ct"]["size"]) == {"table1": 5, "table2": 1, "table3": 1,
+                                                "fig5": 4, "table4": 6}  # fmt: skip
+    for _, part in table.groupby(["domain", "section"]):
+        p = [_oracle(r["domain"], r["table"], r["grid_row"])[2] for _, r in part.iterrows()]
+        m, rejected = len(p), set()
+        for k, i in enumerate(np.argsort(p)):  # Holm: reject in order until the first failure
+            if p[i] > 0.05 / (m - k):
+                break
+            rejected.add(i)
+        assert {i for i, q in enumerate(part["p_holm"]) if q <= 0.05} == rejected
+
+
+def test_median_half_width_and_forest_data():
+    table = comparisons(ROWS, GRID)
+    widths = half_widths(table)
+    for domain in GRID.domains:
+        ours = table[table["domain"] == domain]
+        scipy_widths = []
+        for _, r in ours.iterrows():
+            ci = _oracle(domain, r["table"], r["grid_row"])[1]
+            scipy_widths.append((ci.high - ci.low) / 2)
+        assert widths.loc[domain, "median"] == pytest.approx(np.median(scipy_widths))
+        assert widths.loc[domain, "comparisons"] == 17
+    forest = forest_data(table)
+    assert list(forest.columns) == ["domain", "section", "label", "d", "low", "high", "verdict"]
+    assert len(forest) == len(table) and np.allclose(forest["d"], table["d"])
+    assert forest["label"].iloc[0] == "Table 1: +CoS − Adaptformer"
+    figure = forest_figure(forest, GRID.equivalence_bound)
+    assert len(figure.data) == len(GRID.domains)
+    assert np.allclose(figure.data[0].x, forest[forest["domain"] == "sonar"]["d"])
+
+
+def test_paper_numbers_and_missing_rows():
+    table = comparisons(ROWS, GRID).set_index(["domain", "table", "grid_row"])
+    sonar = table.loc[("sonar", "table4", "LoRA+COBOT")]
+    assert sonar["paper_set"] == "SONAR" and sonar["paper"] == PAPER_TABLE4["LoRA+COBOT"][4]
+    assert sonar["paper_ref"] == PAPER_TABLE4["Freeze"][4]
+    assert table.loc[("ct", "table1", "+CoS+RM+HL"), "paper_set"] == "ADOME"
+    fewer = [r for r in ROWS if not (r["domain"] == "ct" and r["method"] == "lora")]
+    partial = comparisons(fewer, GRID).set_index(["domain", "table", "grid_row"])
+    assert partial.loc[("ct", "table4", "LoRA"), "verdict"] == "not run"
+    assert partial.loc[("ct", "table4", "Adaptformer"), "verdict"] == "better"
+
+
+def test_markdown_report_states_what_a_reader_needs():
+    text = markdown_report(ROWS, GRID, "results", "python -m x report")
+    for domain in GRID.domains:
+        assert f"## {domain} (" in text
+    assert "no difference larger than +-0.5 points" in text and "`python -m x report`" in text
+    assert text.count("This table makes 5 paired comparisons") == 3
+    assert text.count("Holm reading:") == 5 * len(GRID.domains)
+    assert "## Median 95% interval half-width per domain (points)" in text
+    assert "Runs made by: `cmd`" in text and "CPU: cpu" in text
