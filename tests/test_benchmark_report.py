@@ -132,6 +132,8 @@ def test_paper_numbers_and_missing_rows():
     fewer = [r for r in ROWS if not (r["domain"] == "ct" and r["method"] == "lora")]
     partial = comparisons(fewer, GRID).set_index(["domain", "table", "grid_row"])
     assert partial.loc[("ct", "table4", "LoRA"), "verdict"] == "not run"
+    assert np.isnan(partial.loc[("ct", "table4", "LoRA"), "p_holm"])
+    assert partial.loc[("ct", "table4", "Adaptformer"), "family"] == 6  # still a family of 6
     assert partial.loc[("ct", "table4", "Adaptformer"), "verdict"] == "better"
 
 

@@ -106,6 +106,8 @@ def seed_scores(
 
 def _paper(section: str, name: str, domain: str) -> float:
     """The paper's number of row ``name`` of ``section`` beside ``domain`` (NaN: none)."""
+    if domain not in PAPER_SETS:
+        return math.nan
     ablations, table4 = PAPER_SETS[domain]
     if section == "table1" and name in TABLE1:
         return PAPER_TABLE1[ablations][list(TABLE1).index(name)]
@@ -120,7 +122,7 @@ def _paper(section: str, name: str, domain: str) -> float:
 
 def _name(section: str, name: str, spec: Mapping[str, Any]) -> str:
     """A row's name in the report: Fig. 5's rows carry their V ('Adaptformer V=8')."""
-    return f"{name} V={spec['rank']}" if section == "fig5" else name
+    return f"{name} V={spec['rank']}" if section == "fig5" and "rank" in spec else name
 
 
 def _own(scores: pd.Series, confidence: float, once: bool) -> tuple[float, float]:
@@ -168,16 +170,14 @@ def comparisons(
                         "vs": _name(section, reference, specs[reference]),
                         **dict(zip(("mean", "ci"), _own(scores, confidence, once), strict=True)),
                         "ref_mean": _own(ref_scores, confidence, True)[0], **row, "family": m,
-                        "paper_set": PAPER_SETS[domain][section == "table4"],
+                        "paper_set": PAPER_SETS.get(domain, ("—", "—"))[section == "table4"],
                         "paper": paper, "paper_ref": paper_ref, "paper_d": paper - paper_ref,
                     })  # fmt: skip
-            ps = [r["p"] for r in out[start:]]
-            done = [i for i, p in enumerate(ps) if not math.isnan(p)]
-            adjusted = holm([ps[i] for i in done]) if done else []
-            for i, value in zip(done, adjusted, strict=True):
-                out[start + i]["p_holm"] = float(value)
-    table = pd.DataFrame(out)
-    return table.reindex(columns=[*table.columns.drop("p_holm", errors="ignore"), "p_holm"])
+            # Holm over the whole section; a comparison not run counts as p = 1 (conservative)
+            ps = [1.0 if math.isnan(r["p"]) else r["p"] for r in out[start:]]
+            for r, value in zip(out[start:], holm(ps) if ps else [], strict=True):
+                r["p_holm"] = math.nan if math.isnan(r["p"]) else float(value)
+    return pd.DataFrame(out)
 
 
 def _compare(row: pd.Series, reference: pd.Series, confidence: float, wide: float,
@@ -236,10 +236,10 @@ def _section_lines(part: pd.DataFrame) -> list[str]:
         paper = _num(r["paper"], digits=1) if r["section"] != "fig5" else "(no number)"
         paper_d = _num(r["paper_d"], True, 1) if r["section"] != "fig5" else "> 0 (claim)"
         lines.append(f"| {r['row']} | {r['vs']} | {r['n']} | {own} | {diff} | {r['verdict']} | "
-                     f"{_num(r['p'], digits=3)} | {_num(r.get('p_holm', math.nan), digits=3)} | "
+                     f"{_num(r['p'], digits=3)} | {_num(r['p_holm'], digits=3)} | "
                      f"{r['family_verdict']} | {paper} | {paper_d} |")  # fmt: skip
     m = int(part["family"].iloc[0])
-    decided = part[part["p_holm"] <= 0.05] if "p_holm" in part else part.iloc[:0]
+    decided = part[part["p_holm"] <= 0.05]
     names = ", ".join(f"{r} ({_num(d, True)})" for r, d in zip(decided["row"], decided["d"],
                                                                strict=True)) or "none"  # fmt: skip
     lines += ["", multiplicity_note(m),
@@ -283,7 +283,7 @@ def markdown_report(
         out.append(f"| {domain} | {_SHOWN[metric_of(domain)]} | {int(r['comparisons'])} | "
                    f"{_num(r['median'])} | {_num(r['min'])} | {_num(r['max'])} |")  # fmt: skip
     for domain in grid.domains:
-        ablations, table4 = PAPER_SETS[domain]
+        ablations, table4 = PAPER_SETS.get(domain, ("no paper set", "no paper set"))
         out += ["", f"## {domain} ({_SHOWN[metric_of(domain)]}; beside {ablations} in Tables 1-3, "
                 f"{table4} in Table 4)"]  # fmt: skip
         for section, title in SECTIONS.items():
