@@ -27,7 +27,7 @@ def walked(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("walkthrough")
     proc = subprocess.run(
         [sys.executable, "-m", "cobot_lib.walkthrough", "--out", str(out), "--heartbeat", "0"]
-        + ["--book", str(out / "book")],
+        + ["--book", str(out / "book"), "--jobs", "2"],  # not left to the load of the moment
         capture_output=True,
         text=True,
         timeout=900,
