@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from run_configs import tiny_run_config
 
 from cobot_lib.backbone.prompting import Prompts
 from cobot_lib.backbone.sam import SamSpec, _assemble
@@ -42,17 +43,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(tmp_path, name="run", **sections):
-    data = {
-        "name": name,
-        "output_dir": str(tmp_path / "{name}"),
-        "model": {"type": "tiny", "checkpoint": None},
-        "peft": {"method": "adaptformer", "cobot": True},
-        "optim": {"epochs": 2, "lr": 1e-3},
-        "runtime": {"progress": False},
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return load_config(data)
+    return tiny_run_config(tmp_path, name, epochs=2, lr=1e-3, **sections)
 
 
 MICRO = SamSpec(32, 4, 2, (1, 3), 64, 16, 4, 32, 64, 2, 32)

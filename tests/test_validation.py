@@ -18,11 +18,12 @@ import json
 
 import pytest
 import torch
+from run_configs import tiny_run_config
 
 from cobot_lib.backbone.prompting import upsample_logits
 from cobot_lib.backbone.sam import SamSpec, _assemble
 from cobot_lib.data.synthetic import SyntheticShapes
-from cobot_lib.engine.config import ConfigError, load_config
+from cobot_lib.engine.config import ConfigError
 from cobot_lib.engine.evaluation import evaluate_model
 from cobot_lib.engine.runtime import PromptedSam, build_val_set, item_prompts
 from cobot_lib.engine.trainer import Trainer
@@ -40,17 +41,7 @@ def _micro_sam():
 
 
 def _config(tmp_path, name="run", **sections):
-    data = {
-        "name": name,
-        "output_dir": str(tmp_path / "{name}"),
-        "model": {"type": "tiny", "checkpoint": None},
-        "peft": {"method": "adaptformer", "cobot": True},
-        "optim": {"epochs": 4, "lr": 1e-4},
-        "runtime": {"progress": False},
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return load_config(data)
+    return tiny_run_config(tmp_path, name, epochs=4, lr=1e-4, **sections)
 
 
 def _train_set():
