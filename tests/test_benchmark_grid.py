@@ -31,16 +31,41 @@ def test_grid_covers_every_domain_table_and_seed():
     assert len(grid.seeds) >= 5 and len(set(grid.seeds)) == len(grid.seeds)
     points = grid.points()
     configs = {tuple(p.row().values()) for p in points}
-    assert len(configs) == 18  # 6 + 1 + 1 (Tables 1-3) + 6 (Fig. 5 V != 16) + 4 (Table 4)
+    # 6 + 1 + 1 (Tables 1-3) + 6 (Fig. 5 V != 16) + 4 (Table 4) + 4 (issue 16's controls)
+    assert len(configs) == 22
     trained = [p for p in points if p.peft.method != "freeze"]
-    assert len(trained) == 17 * len(grid.domains) * len(grid.seeds)
+    assert len(trained) == 21 * len(grid.domains) * len(grid.seeds)
     assert sum(p.peft.method == "freeze" for p in points) == len(grid.domains)
     ranks = {p.peft.rank for p in points if p.peft.method == "adaptformer"}
     assert ranks == {4, 8, 16, 32}
     assert list(grid.tables["table4"]) == [
         "Freeze", "Lightweight", "LoRA", "LoRA+COBOT", "Adaptformer", "Adaptformer+COBOT",
     ]  # fmt: skip
-    assert grid.comparisons() == 17 and grid.equivalence_bound > 0
+    assert grid.comparisons() == 23 and grid.equivalence_bound > 0
+
+
+def test_control_rows_change_one_initialisation_each():
+    """Issue 16's controls: each differs from the paper's row it controls in exactly one
+    initialisation switch, and its label says which."""
+    grid = load_grid(GRID)
+    full = _point(grid, "table1", "+CoS+RM+HL").peft
+    plain = _point(grid, "table1", "Adaptformer").peft
+    linear = _point(grid, "table3", "Linear").peft
+    cases = [
+        ("controls_cos", "Adaptformer (A x2)", plain.with_(down_init_scale=2.0), "(A x2)"),
+        ("controls_base", "+CoS+RM+HL (c perturbed)",
+         full.with_(cobot=replace(full.cobot, base_init="perturbed")), "(c perturbed)"),
+        ("controls_head_orthogonal", "HL (orthogonal init)",
+         full.with_(cobot=replace(full.cobot, head_init="orthogonal")), "(HL init orthogonal)"),
+        ("controls_head_init_hl", "Linear (init like HL)",
+         linear.with_(cobot=replace(linear.cobot, linear_init="like_hypercomplex")),
+         "(Linear init like HL)"),
+    ]  # fmt: skip
+    for table, name, expected, suffix in cases:
+        point = _point(grid, table, name)
+        assert point.peft == expected, name
+        assert variant_label(point.peft).endswith(suffix), name
+        assert row_config(point.row()) == expected, name  # the results columns name it back
 
 
 @pytest.mark.parametrize(
@@ -51,7 +76,7 @@ def test_ablation_rows_match_the_miniatures_definitions(table, paper):
     assert list(grid.tables[table]) == list(paper)
     for name, spec in paper.items():
         point = _point(grid, table, name)
-        assert point.row() == {k: getattr(spec, k) for k in KEYS}, name
+        assert {k: point.row()[k] for k in KEYS} == {k: getattr(spec, k) for k in KEYS}, name
         assert point.peft == spec.peft, name  # the same PeftConfig (seed 0 on both sides)
 
 

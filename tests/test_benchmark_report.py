@@ -69,7 +69,7 @@ def _oracle(domain, table, name):
 
 def test_every_interval_is_scipys():
     table = comparisons(ROWS, GRID)
-    assert len(table) == 17 * len(GRID.domains) and (table["n"] == 5).all()
+    assert len(table) == 23 * len(GRID.domains) and (table["n"] == 5).all()
     for _, r in table.iterrows():
         d, ci, p = _oracle(r["domain"], r["table"], r["grid_row"])
         assert r["d"] == pytest.approx(d, abs=1e-9), (r["domain"], r["table"], r["grid_row"])
@@ -92,7 +92,7 @@ def test_sections_count_their_comparisons_and_holm_reads_them():
     families = table.groupby(["domain", "section"])["family"].agg(["first", "size"])
     assert (families["first"] == families["size"]).all()
     assert dict(families.loc["ct"]["size"]) == {"table1": 5, "table2": 1, "table3": 1,
-                                                "fig5": 4, "table4": 6}  # fmt: skip
+                                                "fig5": 4, "table4": 6, "controls": 6}  # fmt: skip
     for _, part in table.groupby(["domain", "section"]):
         p = [_oracle(r["domain"], r["table"], r["grid_row"])[2] for _, r in part.iterrows()]
         m, rejected = len(p), set()
@@ -113,7 +113,7 @@ def test_median_half_width_and_forest_data():
             ci = _oracle(domain, r["table"], r["grid_row"])[1]
             scipy_widths.append((ci.high - ci.low) / 2)
         assert widths.loc[domain, "median"] == pytest.approx(np.median(scipy_widths))
-        assert widths.loc[domain, "comparisons"] == 17
+        assert widths.loc[domain, "comparisons"] == 23
     forest = forest_data(table)
     assert list(forest.columns) == ["domain", "section", "label", "d", "low", "high", "verdict"]
     assert len(forest) == len(table) and np.allclose(forest["d"], table["d"])
@@ -143,6 +143,6 @@ def test_markdown_report_states_what_a_reader_needs():
         assert f"## {domain} (" in text
     assert "no difference larger than +-0.5 points" in text and "`python -m x report`" in text
     assert text.count("This table makes 5 paired comparisons") == 3
-    assert text.count("Holm reading:") == 5 * len(GRID.domains)
+    assert text.count("Holm reading:") == 6 * len(GRID.domains)  # 5 paper sections + controls
     assert "## Median 95% interval half-width per domain (points)" in text
     assert "Runs made by: `cmd`" in text and "CPU: cpu" in text

@@ -25,6 +25,7 @@ __all__ = [
     "variant_label",
     "row_config",
     "config_columns",
+    "control_labels",
     "summarise",
     "results_markdown",
     "write_tables",
@@ -91,7 +92,21 @@ def variant_label(config: PeftConfig) -> str:
         parts += {"learnable": ["RM"], "fixed": ["RM(fixed)"], "off": []}[cobot.relation]
         parts += {"hypercomplex": ["HL"], "linear": ["Linear"], "none": []}[cobot.head]
         name += "+" + "+".join(parts) if parts else "+c only"
-    return f"{name} V={config.rank}"
+    controls = control_labels(config)
+    return f"{name} V={config.rank}" + (f" ({', '.join(controls)})" if controls else "")
+
+
+def control_labels(config: PeftConfig) -> list[str]:
+    """The initialisation controls of issue 16 a config departs to (empty for the paper's):
+    'A x2' (down map scaled), 'c perturbed' (base_init), 'HL init orthogonal' / 'HL init
+    official' (head_init), 'Linear init like HL' (linear_init)."""
+    out = [f"A x{config.down_init_scale:g}"] if config.down_init_scale != 1.0 else []
+    cobot = config.cobot
+    if cobot is not None:
+        out += ["c perturbed"] if cobot.base_init == "perturbed" else []
+        out += [f"HL init {cobot.head_init}"] if cobot.head_init != "paper" else []
+        out += ["Linear init like HL"] if cobot.linear_init == "like_hypercomplex" else []
+    return out
 
 
 def row_config(row: pd.Series | dict[str, Any]) -> PeftConfig:
@@ -104,18 +119,20 @@ def row_config(row: pd.Series | dict[str, Any]) -> PeftConfig:
     if bool(row.get("cobot", False)):
         switches = {k: row[k] for k in COBOT_CHOICES if k in row and pd.notna(row[k])}
         cobot = CobotConfig(**switches)
-    rank = row.get("rank")
-    return PeftConfig(method, rank=int(rank) if pd.notna(rank) else None, cobot=cobot)
+    rank, scale = row.get("rank"), row.get("down_init_scale")
+    scale = float(scale) if scale is not None and pd.notna(scale) else 1.0
+    rank = int(rank) if pd.notna(rank) else None
+    return PeftConfig(method, rank=rank, cobot=cobot, down_init_scale=scale)
 
 
 def config_columns(config: PeftConfig) -> dict[str, Any]:
     """The columns a results row names ``config`` by (the inverse of ``row_config``): method,
-    cobot, COBOT's three ablation switches ("-" when COBOT is off) and rank (None for the
-    methods without modules)."""
+    cobot, every COBOT switch ("-" when COBOT is off), rank (None for the methods without
+    modules) and down_init_scale."""
     cobot = config.cobot
-    switches = {k: getattr(cobot, k) if cobot else "-" for k in ("coefficient_sets", "relation",
-                                                                 "head")}  # fmt: skip
-    return {"method": config.method, "cobot": cobot is not None, **switches, "rank": config.rank}
+    switches = {k: getattr(cobot, k) if cobot else "-" for k in COBOT_CHOICES}
+    return {"method": config.method, "cobot": cobot is not None, **switches, "rank": config.rank,
+            "down_init_scale": config.down_init_scale}  # fmt: skip
 
 
 def _config_columns(df: pd.DataFrame) -> list[str]:

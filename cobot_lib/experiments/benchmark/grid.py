@@ -32,7 +32,7 @@ import torch
 
 from ...engine.config import TrainConfig, config_from_dict, parse_yaml, peft_section
 from ...engine.trainer import run_experiment
-from ...peft.config import PEFT_METHODS, PeftConfig
+from ...peft.config import COBOT_CHOICES, PEFT_METHODS, PeftConfig
 from ..tables import config_columns, row_config, variant_label
 
 __all__ = [
@@ -46,7 +46,7 @@ __all__ = [
     "run_point",
 ]
 
-ROW_KEYS = ("method", "cobot", "coefficient_sets", "relation", "head", "rank")
+ROW_KEYS = ("method", "cobot", *COBOT_CHOICES, "rank", "down_init_scale")
 METHODS = ("freeze", "decoder", *PEFT_METHODS)
 
 
@@ -92,18 +92,21 @@ class BenchmarkPoint:
     @classmethod
     def of(
         cls, domain: str, seed: int, protocol: DomainProtocol, method: str, cobot: bool = False,
-        rank: int | None = None, **switches: str,
+        rank: int | None = None, down_init_scale: float = 1.0, **switches: str,
     ) -> BenchmarkPoint:  # fmt: skip
-        """The point of a grid row (``ROW_KEYS``: method, cobot, COBOT's switches, rank; the
-        switches count only when ``cobot`` is true). Raises ValueError for a bad row."""
+        """The point of a grid row (``ROW_KEYS``: method, cobot, COBOT's switches, rank and
+        the down map's initial scale; the switches count only when ``cobot`` is true). Raises
+        ValueError for a bad row."""
         if method not in METHODS:
             raise ValueError(f"method={method!r}; expected one of {list(METHODS)}")
-        if method not in PEFT_METHODS and (cobot or rank is not None or switches):
+        plain = rank is None and down_init_scale == 1.0
+        if method not in PEFT_METHODS and (cobot or switches or not plain):
             raise ValueError(
-                f"COBOT and rank V belong to the modules of {list(PEFT_METHODS)}; "
-                f"{method!r} takes neither"
+                f"COBOT, rank V and down_init_scale belong to the modules of "
+                f"{list(PEFT_METHODS)}; {method!r} takes none of them"
             )
-        peft = row_config({"method": method, "cobot": cobot, "rank": rank, **switches})
+        peft = row_config({"method": method, "cobot": cobot, "rank": rank,
+                           "down_init_scale": down_init_scale, **switches})  # fmt: skip
         return cls(domain, peft, seed, protocol)
 
     def row(self) -> dict[str, Any]:

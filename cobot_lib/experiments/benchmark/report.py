@@ -70,6 +70,7 @@ SECTIONS = {
     "table3": "Table 3 (dense vs hyper-complex head)",
     "fig5": "Fig. 5 (hidden size V)",
     "table4": "Table 4 (every method against Freeze; LoRA+COBOT against LoRA)",
+    "controls": "Controls (issue 16: initial scale, head initialisation, base coefficients)",
 }
 
 
