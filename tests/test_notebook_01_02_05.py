@@ -9,7 +9,10 @@ what was expected. Their default runs are checked by nbval and tests/test_walkth
 
 from __future__ import annotations
 
+import pytest
 from test_notebook_03_06_07 import _fails
+
+from cobot_lib.notebook.params import ParameterError, check_benchmark
 
 
 def _stopped_at_check(err, check: str) -> None:
@@ -41,16 +44,33 @@ def test_02_zero_axis_and_widths_not_multiples_of_four(tmp_path):
     assert "widths = [4, 6] (list): expected multiples of 4" in err.evalue
 
 
-def test_05_missing_csv_unknown_dataset_and_wrong_type(tmp_path):
-    missing = str(tmp_path / "no_such.csv")
+def test_05_missing_results_unknown_domain_and_wrong_type(tmp_path):
+    missing = str(tmp_path / "no_such_folder")
     err = _fails(
         "05_ablations.ipynb",
         tmp_path,
-        results_csv=missing,
-        panel_dataset="demo:cells",
+        results_dir=missing,
+        panel_domain="mars",
         rerun_check="yes",
     )
-    _stopped_at_check(err, "check_ablations")
-    assert f"results_csv = '{missing}' (str): expected an existing CSV" in err.evalue
-    assert "panel_dataset = 'demo:cells' (str): unknown value" in err.evalue
+    _stopped_at_check(err, "check_benchmark")
+    assert f"results_dir = '{missing}' (str): expected a folder holding results.jsonl" in err.evalue
+    assert "panel_domain = 'mars' (str): unknown value" in err.evalue
     assert "rerun_check = 'yes' (str): wrong type str" in err.evalue
+
+
+def test_05_table_row_and_seed_the_grid_does_not_have():
+    """The checks that need the grid file (the same function the notebook calls; the papermill
+    path is the test above)."""
+    good = {"results_dir": "docs/results/benchmark", "grid_file": "configs/benchmark/grid.yaml",
+            "panel_domain": "sonar", "panel_table": "table1", "rerun_check": False,
+            "rerun_table": "table1", "rerun_row": "+CoS+RM+HL", "rerun_domain": "aerial",
+            "rerun_seed": 0}  # fmt: skip
+    assert set(check_benchmark(good)["grid"].tables) >= {"table1", "controls_cos"}
+    bad = {**good, "panel_table": "table9", "rerun_row": "+XY", "rerun_seed": 7}
+    with pytest.raises(ParameterError) as err:
+        check_benchmark(bad)
+    text = str(err.value)
+    assert "panel_table = 'table9': not a table of configs/benchmark/grid.yaml" in text
+    assert "rerun_row = '+XY': not a row of table1" in text
+    assert "rerun_seed = 7: not a seed of the grid [0, 1, 2, 3, 4]" in text

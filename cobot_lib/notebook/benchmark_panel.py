@@ -29,7 +29,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..data.domains import ensure_domain
-from ..experiments.benchmark.grid import KEY, BenchmarkPoint, Grid, run_point
+from ..experiments.benchmark.grid import KEY, BenchmarkPoint, Grid, index_rows, key_of, run_point
 from ..experiments.benchmark.report import SECTIONS, metric_of, section_of, seed_scores
 from ..experiments.statistics import paired_differences, t_interval, verdict
 from .static import widget_bundle
@@ -43,10 +43,6 @@ _METRIC = {"miou": "mIoU", "mdsc": "DSC"}
 def run_here(point: BenchmarkPoint) -> dict[str, Any]:
     """Train and score ``point`` in this process on its domain (rendered first when missing)."""
     return run_point(point, ensure_domain(point.domain))
-
-
-def _key(row: Mapping[str, Any]) -> tuple:
-    return tuple(row[k] for k in KEY)
 
 
 def _table_label(table: str) -> str:
@@ -100,7 +96,7 @@ class BenchmarkPanel:
         names = list(grid.tables[table])[1:]
         self.grid, self.runner = grid, runner or run_here
         self.rows = [dict(r) for r in rows]
-        self._index = {_key(r): r for r in self.rows}
+        self._index = index_rows(self.rows)
         self.shown: dict[tuple, dict[str, Any]] = {}  # (domain, table, row, seeds) -> comparison
         self.last_error: BaseException | None = None
 
@@ -182,7 +178,8 @@ class BenchmarkPanel:
     def _compare(self, train: bool) -> dict[str, Any] | None:
         start = time.perf_counter()
         reference = list(self.grid.tables[self.table.value])[0]
-        needed = {_key(p.columns()): p for n in (self.row.value, reference) for p in self.points(n)}
+        names = (self.row.value, reference)
+        needed = {key_of(p.columns()): p for n in names for p in self.points(n)}
         todo = [p for key, p in needed.items() if key not in self._index]
         if todo and not train:
             return None
@@ -194,7 +191,7 @@ class BenchmarkPanel:
             if {k: made.get(k) for k in KEY} != point.columns():
                 raise ValueError(f"the runner returned {made}, not the run {point.columns()}")
             self.rows.append(made)
-            self._index[_key(made)] = made
+            self._index[key_of(made)] = made
         entry = self._statistics(self.row.value, reference)
         entry.update(stored=stored, trained=len(todo), seconds=time.perf_counter() - start)
         key = (entry["domain"], entry["table"], entry["row"], entry["seeds"])

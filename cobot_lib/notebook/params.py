@@ -32,17 +32,18 @@ from typing import Any
 from ..backbone.foundation import foundation_checkpoint_path
 from ..backbone.sam import MODEL_TYPES
 from ..data.base import PROMPTS
+from ..data.domains import DOMAINS
 from ..engine.config import DataSection
-from ..experiments.ablation_report import TABLE1
-from ..experiments.ablations import DATASETS, resolve_path
+from ..experiments.ablations import resolve_path
+from ..experiments.benchmark import JSONL, load_grid
 from ..peft.config import COBOT_CHOICES, DEFAULT_RANK, METHODS, PEFT_METHODS, CobotConfig
 
 __all__ = [
     "FinetuneRun",
     "Param",
     "ParameterError",
-    "check_ablations",
     "check_anatomy",
+    "check_benchmark",
     "check_fft_timing",
     "check_finetune",
     "check_hamilton",
@@ -354,25 +355,36 @@ def check_finetune(namespace: Mapping[str, Any]) -> FinetuneRun:
     return FinetuneRun(params, resolved, name, label, metrics)
 
 
-def check_ablations(namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """Notebook 05: the stored grid, the panel's settings and the re-run check."""
-    return check_params(namespace, {
-        "results_csv": Param(str, check=lambda v: resolve_path(v).is_file(),
-                             check_message="an existing CSV (make it: python -m "
-                                           "cobot_lib.ablations --out PATH)"),
-        "grid_steps": Param(int, minimum=1),
-        "checkpoint": Param(str, choices=("foundation", "random"),
-                            check=lambda v: v == "random" or foundation_checkpoint_path().is_file(),
-                            check_message=f"the tiny foundation model at "
-                                          f"{foundation_checkpoint_path()}, or 'random'"),
-        "panel_steps": Param(int, minimum=1),
-        "panel_seeds": Param(int, minimum=1, maximum=10),
-        "panel_dataset": Param(str, choices=DATASETS),
-        "rerun_check": Param(bool),
-        "rerun_row": Param(str, choices=tuple(TABLE1)),
-        "rerun_dataset": Param(str, choices=DATASETS),
-        "rerun_seed": Param(int, minimum=0),
+def check_benchmark(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 05: the stored benchmark results and grid, the panel's first choice and the
+    re-run check (a table, row, domain and seed that the grid file really has)."""
+    domains = tuple(DOMAINS)
+    params = check_params(namespace, {
+        "results_dir": Param(str, check=lambda v: (resolve_path(v) / JSONL).is_file(),
+                             check_message=f"a folder holding {JSONL} (make it: python -m "
+                                           "cobot_lib.experiments.benchmark run --out DIR)"),
+        "grid_file": Param(str, check=lambda v: resolve_path(v).is_file(),
+                           check_message="an existing grid file (configs/benchmark/grid.yaml)"),
+        "panel_domain": Param(str, choices=domains), "panel_table": Param(str),
+        "rerun_check": Param(bool), "rerun_table": Param(str), "rerun_row": Param(str),
+        "rerun_domain": Param(str, choices=domains), "rerun_seed": Param(int, minimum=0),
     })  # fmt: skip
+    grid = load_grid(resolve_path(params["grid_file"]))
+    tables, problems = grid.tables, []
+    for name in ("panel_table", "rerun_table"):
+        if params[name] not in tables:
+            problems.append(f"  {name} = {params[name]!r}: not a table of {params['grid_file']} "
+                            f"(it has {list(tables)})")  # fmt: skip
+    rows = tables.get(params["rerun_table"], {})
+    if rows and params["rerun_row"] not in rows:
+        problems.append(f"  rerun_row = {params['rerun_row']!r}: not a row of "
+                        f"{params['rerun_table']} (it has {list(rows)})")  # fmt: skip
+    if params["rerun_seed"] not in grid.seeds:
+        problems.append(f"  rerun_seed = {params['rerun_seed']}: not a seed of the grid "
+                        f"{list(grid.seeds)}")  # fmt: skip
+    if problems:
+        raise ParameterError("bad notebook parameter(s):\n" + "\n".join(problems))
+    return {**params, "grid": grid}
 
 
 def check_parameter_space(namespace: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,12 +16,14 @@ from .grid import (
     BenchmarkPoint,
     DomainProtocol,
     Grid,
+    index_rows,
+    key_of,
     load_grid,
     point_config,
     run_point,
 )
 from .report import PAPER_TABLE4, comparisons, forest_data, markdown_report
-from .runner import read_rows, run_grid, select_points
+from .runner import JSONL, read_rows, run_grid, select_points
 
 __all__ = [
     "KEY",
@@ -29,9 +31,12 @@ __all__ = [
     "BenchmarkPoint",
     "DomainProtocol",
     "Grid",
+    "index_rows",
+    "key_of",
     "load_grid",
     "point_config",
     "run_point",
+    "JSONL",
     "read_rows",
     "run_grid",
     "select_points",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from ..tables import config_columns, row_config, variant_label
 __all__ = [
     "KEY",
     "ROW_KEYS",
+    "index_rows",
+    "key_of",
     "BenchmarkPoint",
     "DomainProtocol",
     "Grid",
@@ -62,6 +65,16 @@ class DomainProtocol:
 
 #: The columns that name one run in a results table (``BenchmarkPoint.columns``).
 KEY = ("domain", "seed", *ROW_KEYS, *(f.name for f in fields(DomainProtocol)), "eval_split")
+
+
+def key_of(row: Mapping[str, Any]) -> tuple:
+    """The ``KEY`` values of a results row (or of ``BenchmarkPoint.columns()``): which run it is."""
+    return tuple(row[k] for k in KEY)
+
+
+def index_rows(rows: Iterable[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
+    """Results rows by their run (``key_of``); a later row of the same run replaces an earlier."""
+    return {key_of(r): r for r in rows}
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import pandas as pd
 from ...data.domains import DOMAINS
 from ..ablation_report import FIG5_CLAIM, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, TABLE1
 from ..statistics import holm, multiplicity_note, paired_differences, t_interval, verdict
-from .grid import KEY, BenchmarkPoint, Grid
+from .grid import BenchmarkPoint, Grid, index_rows, key_of
 
 __all__ = [
     "PAPER_SETS",
@@ -44,6 +44,8 @@ __all__ = [
     "comparisons",
     "forest_data",
     "half_widths",
+    "verdict_lines",
+    "section_frame",
     "markdown_report",
 ]
 
@@ -87,10 +89,6 @@ def metric_of(domain: str) -> str:
 _SHOWN = {"mdsc": "DSC", "miou": "mIoU"}
 
 
-def _key(row: Mapping[str, Any]) -> tuple:
-    return tuple(row[k] for k in KEY)
-
-
 def seed_scores(
     index: Mapping[tuple, Mapping[str, Any]], grid: Grid, domain: str, spec: Mapping[str, Any]
 ) -> pd.Series:
@@ -99,7 +97,7 @@ def seed_scores(
     protocol, values = grid.domains[domain], {}
     for seed in grid.seeds:
         run = seed if spec["method"] != "freeze" else grid.seeds[0]
-        found = index.get(_key(BenchmarkPoint.of(domain, run, protocol, **spec).columns()))
+        found = index.get(key_of(BenchmarkPoint.of(domain, run, protocol, **spec).columns()))
         if found is not None:
             values[seed] = 100.0 * float(found[metric_of(domain)])
     return pd.Series(values, dtype=float)
@@ -149,7 +147,7 @@ def comparisons(
     family_verdict, paper_set, paper, paper_ref, paper_d. A row with fewer than 2 paired seeds
     has NaN statistics and the verdict "not run".
     """
-    index = {_key(r): r for r in rows}
+    index = index_rows(rows)
     out = []
     for domain in grid.domains:
         for section in SECTIONS:
@@ -218,6 +216,41 @@ def half_widths(table: pd.DataFrame) -> pd.DataFrame:
     grouped = done.groupby("domain", sort=False)["half_width"]
     return pd.DataFrame({"comparisons": grouped.size(), "median": grouped.median(),
                          "min": grouped.min(), "max": grouped.max()})  # fmt: skip
+
+
+def section_frame(table: pd.DataFrame, section: str) -> pd.DataFrame:
+    """One paper table's comparisons (rows of ``comparisons``) for reading in a notebook: domain,
+    row, vs, seeds, the row's mean ± 95%, d [95% interval] (points), verdict, Holm p and the
+    paper's d beside it (Fig. 5: its claim)."""
+    part = table[table["section"] == section]
+    paper = ["> 0 (claim)" if section == "fig5" else _num(d, True, 1) for d in part["paper_d"]]
+    return pd.DataFrame({
+        "domain": part["domain"], "row": part["row"], "vs": part["vs"], "seeds": part["n"],
+        "row mean ± 95%": [f"{_num(m)} ± {_num(c)}" if not math.isnan(c) else _num(m)
+                           for m, c in zip(part["mean"], part["ci"], strict=True)],
+        "d [95% interval]": [f"{_num(d, True)} [{_num(lo, True)}, {_num(hi, True)}]"
+                             for d, lo, hi in zip(part["d"], part["low"], part["high"],
+                                                  strict=True)],
+        "verdict": part["verdict"], "p (Holm)": [_num(p, digits=3) for p in part["p_holm"]],
+        "paper d": paper,
+    }).reset_index(drop=True)  # fmt: skip
+
+
+def verdict_lines(table: pd.DataFrame) -> list[str]:
+    """One sentence per comparison of ``table`` (rows of ``comparisons``), computed, never
+    typed: 'sonar: +CoS − Adaptformer = +0.31 [-0.90, +1.52] points DSC → undecided (paper
+    TRCAN: +0.1)'."""
+    out = []
+    for _, r in table.iterrows():
+        if r["n"] < 2:
+            out.append(f"{r['domain']}: {r['row']} − {r['vs']}: not run")
+            continue
+        paper = (f"paper {r['paper_set']}: {_num(r['paper_d'], True, 1)}"
+                 if not math.isnan(r["paper_d"]) else "no paper number")  # fmt: skip
+        out.append(f"{r['domain']}: {r['row']} − {r['vs']} = {_num(r['d'], True)} "
+                   f"[{_num(r['low'], True)}, {_num(r['high'], True)}] points "
+                   f"{_SHOWN[r['metric']]} → {r['verdict']} ({paper})")  # fmt: skip
+    return out
 
 
 def _num(value: float, signed: bool = False, digits: int = 2) -> str:

@@ -35,7 +35,7 @@ import torch
 from ...data.domains import ensure_domain
 from ...files import atomic_write, remove_orphans
 from ...machine import cpu_name
-from .grid import KEY, BenchmarkPoint, Grid, run_point
+from .grid import KEY, BenchmarkPoint, Grid, key_of, run_point
 
 __all__ = [
     "JSONL",
@@ -119,10 +119,6 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _key(row: Mapping[str, Any]) -> tuple:
-    return tuple(row[k] for k in KEY)
-
-
 def run_grid(
     points: Sequence[BenchmarkPoint],
     out: str | os.PathLike,
@@ -143,8 +139,8 @@ def run_grid(
     out = Path(out)
     remove_orphans(out)  # a results write killed last time
     rows = read_rows(out)
-    done = {_key(r) for r in rows}
-    todo = [p for p in points if _key(p.columns()) not in done]
+    done = {key_of(r) for r in rows}
+    todo = [p for p in points if key_of(p.columns()) not in done]
     log(f"{len(points) - len(todo)} of {len(points)} points already in {out / JSONL}; "
         f"{len(todo)} to run with {jobs} process(es)")  # fmt: skip
     if not todo:

@@ -1,48 +1,54 @@
-"""Solutions to the exercises of notebook 05 (ablations), on the stored grid."""
+"""Solutions to the exercises of notebook 05 (the powered benchmark), from the stored CSV alone."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
-from ...experiments.ablation_report import TABLE1, table_comparison
-from ...experiments.ablations import GRID_STEPS, read_results
+from ...experiments.ablations import resolve_path
+from ...experiments.benchmark import comparisons, load_grid, read_rows
 
-GRID = "docs/results/ablations_demo.csv"
+RESULTS = "docs/results/benchmark"
+GRID = "configs/benchmark/grid.yaml"
 
 
-def _paired(dataset: str):
-    table = read_results(GRID)
-    grid = table[(table["steps"] == GRID_STEPS) & (table["checkpoint"] == "foundation")]
-    metric = "mdsc" if dataset == "demo:mri" else "miou"
-    by_seed = {}
-    for name in ("Adaptformer", "+CoS+RM+HL"):
-        spec = replace(TABLE1[name], dataset=dataset, steps=GRID_STEPS)
-        rows = grid[(grid["method"] == spec.method) & (grid["dataset"] == dataset)
-                    & (grid["cobot"].astype(str).str.lower() == str(spec.cobot).lower())
-                    & (grid["rank"] == spec.rank)]  # fmt: skip
-        if spec.cobot:
-            for switch in ("coefficient_sets", "relation", "head"):
-                rows = rows[rows[switch] == getattr(spec, switch)]
-        by_seed[name] = rows.set_index("seed")[metric] * 100
-    return grid, (by_seed["+CoS+RM+HL"] - by_seed["Adaptformer"]).dropna()
+def _paired(domain: str = "sonar") -> pd.DataFrame:
+    """Full COBOT and plain Adaptformer (V = 16, the paper's initialisations) per seed, points."""
+    runs = pd.read_csv(resolve_path(RESULTS) / "results.csv")
+    runs = runs[(runs["domain"] == domain) & (runs["method"] == "adaptformer")
+                & (runs["rank"] == 16) & (runs["down_init_scale"] == 1.0)]  # fmt: skip
+    full = (runs["cobot"] & (runs["coefficient_sets"] == "dual")
+            & (runs["relation"] == "learnable") & (runs["head"] == "hypercomplex")
+            & (runs["head_init"] == "paper") & (runs["base_init"] == "ones"))  # fmt: skip
+    metric = "mdsc" if domain == "ct" else "miou"
+    scores = {"cobot": runs[full].set_index("seed")[metric],
+              "plain": runs[~runs["cobot"]].set_index("seed")[metric]}  # fmt: skip
+    return 100 * pd.DataFrame(scores).dropna()
 
 
 def exercise_1() -> str:
-    """d and se of full COBOT vs Adaptformer on demo:nuclei, by hand, equal the table's."""
-    grid, diff = _paired("demo:nuclei")
-    d, se = diff.mean(), diff.std(ddof=1) / math.sqrt(len(diff))
-    row = table_comparison(grid, 1).query("dataset == 'demo:nuclei' and row == '+CoS+RM+HL'")
-    assert np.isclose(row["d"].item(), d) and np.isclose(row["se"].item(), se)
-    return f"d = {d:+.2f} points, se = {se:.2f} over {len(diff)} seeds (as the table says)"
+    """The paired d and 95% interval of +CoS+RM+HL vs Adaptformer on sonar, by pandas + scipy,
+    equal Table 1's row of the notebook."""
+    both = _paired("sonar")
+    test = stats.ttest_rel(both["cobot"], both["plain"])
+    d, ci = float((both["cobot"] - both["plain"]).mean()), test.confidence_interval(0.95)
+    table = comparisons(read_rows(resolve_path(RESULTS)), load_grid(resolve_path(GRID)))
+    row = table.query("domain == 'sonar' and table == 'table1' and grid_row == '+CoS+RM+HL'")
+    assert np.allclose(row[["d", "low", "high"]].to_numpy()[0], [d, ci.low, ci.high])
+    return f"d = {d:+.2f} points, 95% interval [{ci.low:+.2f}, {ci.high:+.2f}], {len(both)} seeds"
 
 
 def exercise_2() -> str:
-    """Seeds needed before that d is beyond 2 se, if the spread stays: n > (2 sd / d)²."""
-    _, diff = _paired("demo:nuclei")
-    d, sd = diff.mean(), diff.std(ddof=1)
-    needed = math.floor((2 * sd / d) ** 2) + 1
-    assert abs(d) > 2 * sd / math.sqrt(needed) and abs(d) <= 2 * sd / math.sqrt(needed - 1)
-    return f"about {needed} seeds (sd of the paired differences {sd:.2f}, d {d:+.2f})"
+    """Seeds for a 95% half-width of 0.5 points at the same spread: the smallest n with
+    t_{0.975, n-1} sd / sqrt(n) <= 0.5."""
+    both = _paired("sonar")
+    sd = float((both["cobot"] - both["plain"]).std(ddof=1))
+    n = 2
+    while stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) > 0.5:
+        n += 1
+    z = stats.norm.ppf(0.975)  # the normal approximation asks for fewer seeds, never more
+    assert n >= (z * sd / 0.5) ** 2 - 1
+    return f"{n} seeds (sd of the paired differences {sd:.2f} points)"

@@ -1,9 +1,10 @@
-"""The ablation runs, their report and the widget panel of notebook 05 (no browser).
+"""The ablation miniature on the two demo sets (``python -m cobot_lib.ablations``): its runs and
+report. (Notebook 05 now reads the powered benchmark; its panel: tests/test_benchmark_panel.py.)
 
 Oracles: the closed-form parameter counts of METHOD.md sections 1-2 (that each switch reaches the
-model), a second, widget-free run of the same configuration (the panel draws what a run gives),
-hand-made tables with known means and standard deviations, and numpy for the report's numbers.
-Runs use the tiny foundation model when it exists, else random weights, and one or two steps.
+model), hand-made tables with known means and standard deviations, and numpy for the report's
+numbers. Runs use the tiny foundation model when it exists, else random weights, and one or two
+steps.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from cobot_lib.experiments.ablations import (
     run_spec,
     spec_of,
 )
-from cobot_lib.notebook.panel import AblationPanel
 
 CHECKPOINT = "foundation" if foundation_checkpoint_path().is_file() else "random"
 L, D = 12, 128  # the tiny model's blocks and width (cobot_lib.backbone.sam.SAM_SPECS["tiny"])
@@ -145,30 +145,6 @@ def test_bad_input_is_named(tmp_path):
         read_results(tmp_path / "bad.csv")
 
 
-def test_panel_click_runs_the_chosen_configuration_and_redraws():
-    panel = AblationPanel(steps=2, checkpoint=CHECKPOINT)
-    assert panel.figure.data[0].x in ((), None) and "no configuration" in panel.table.value
-    panel.cos.value = False
-    panel.relation.value = "fixed"
-    panel.head.value = "linear"
-    panel.rank.value = 8
-    panel.dataset.value = "demo:mri"
-    panel.button.click()
-    assert panel.last_error is None, panel.last_error
-    chosen = AblationSpec.of(coefficient_sets="single", relation="fixed", head="linear", rank=8,
-                          dataset="demo:mri", steps=2, checkpoint=CHECKPOINT)  # fmt: skip
-    direct = run_spec(chosen)  # the same run without widgets
-    bars, dots = panel.figure.data
-    assert bars.x == (f"{chosen.label()}<br>demo:mri",)
-    assert bars.y == (100 * direct["mdsc"],) and dots.y == (100 * direct["mdsc"],)
-    summary = panel.summary()
-    assert summary.loc[0, ["V", "CoS", "RM", "head", "from"]].tolist() == [
-        8, "off", "fixed", "linear", "run"
-    ]  # fmt: skip
-    assert "<td>8</td>" in panel.table.value and chosen.label() in panel.table.value
-    assert find_row(panel.results, chosen)["mdsc"] == direct["mdsc"]
-
-
 def _stored(values: list[float], **kwargs) -> pd.DataFrame:
     rows = []
     for seed, value in enumerate(values):
@@ -176,43 +152,6 @@ def _stored(values: list[float], **kwargs) -> pd.DataFrame:
         row = {k: getattr(spec, k) for k in COLUMNS if hasattr(spec, k)}
         rows.append({**row, "miou": value, "mdsc": value, "seconds": 1.0, "params": 1})
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def test_panel_loads_stored_seeds_without_training():
-    table = _stored([0.5, 0.7, 0.6], rank=32, relation="off")
-
-    def no_training(spec, table, **kwargs):
-        row = find_row(table, spec)
-        assert row is not None, f"{spec} would be trained"
-        return {**row, "source": "table"}
-
-    panel = AblationPanel(table, steps=7, checkpoint="random", seeds=3, runner=no_training)
-    assert panel.figure.data[0].y in ((), None)  # the widgets' default is not in the table
-    panel.rank.value, panel.relation.value = 32, "off"
-    panel.button.click()
-    assert panel.last_error is None, panel.last_error
-    bars = panel.figure.data[0]
-    assert bars.y == pytest.approx((60.0,)) and bars.error_y.array == pytest.approx((10.0,))
-    assert panel.figure.layout.yaxis.range == pytest.approx((47.0, 73.0))  # 50..70, padded 15 %
-    assert panel.summary().loc[0, "score (%)"] == "60.00 ± 10.00"
-    assert panel.summary().loc[0, "from"] == "table"
-    assert AblationPanel(table, steps=7, checkpoint="random", seeds=2).shown == {}
-
-
-def test_panel_switches():
-    panel = AblationPanel(steps=1, checkpoint="random", show_initial=False)
-    panel.method.value = "lora"
-    assert panel.rank.value == 4  # LoRA's default V
-    panel.cobot.value = False
-    assert panel.cos.disabled and panel.relation.disabled and panel.head.disabled
-    assert panel.spec().cobot is False and panel.spec().label() == "LoRA V=4"
-    panel.rank.value = 8
-    panel.cobot.value = True
-    panel.head.value = "hypercomplex"
-    panel.seeds.value = 2
-    assert [s.seed for s in (panel.spec(0), panel.spec(1))] == [0, 1]
-    with pytest.raises(ValueError, match="dataset"):
-        AblationPanel(dataset="demo:coco")
 
 
 def test_verdicts():
