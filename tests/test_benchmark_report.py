@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cobot_lib.experiments.benchmark import BenchmarkPoint, load_grid
+from cobot_lib.experiments.benchmark import BenchmarkPoint, index_rows, key_of, load_grid, read_rows
 from cobot_lib.experiments.benchmark.report import (
     PAPER_TABLE4,
     comparisons,
@@ -146,3 +146,17 @@ def test_markdown_report_states_what_a_reader_needs():
     assert text.count("Holm reading:") == 6 * len(GRID.domains)  # 5 paper sections + controls
     assert "## Median 95% interval half-width per domain (points)" in text
     assert "Runs made by: `cmd`" in text and "CPU: cpu" in text
+
+
+def test_the_committed_report_is_made_from_the_committed_results():
+    """docs/results/benchmark.md says 'do not edit by hand': it is exactly what ``report`` makes
+    from the committed results.jsonl and grid file (so its numbers, and the README's taken from
+    it, come from the runs), and the results cover every point of the grid."""
+    repo = Path(__file__).resolve().parents[1]
+    rows = read_rows(repo / "docs" / "results" / "benchmark")
+    done = index_rows(rows)
+    assert [p.label() for p in GRID.points() if key_of(p.columns()) not in done] == []
+    command = ("python -m cobot_lib.experiments.benchmark report --results docs/results/benchmark"
+               " --grid configs/benchmark/grid.yaml --out docs/results/benchmark.md")  # fmt: skip
+    text = markdown_report(rows, GRID, "docs/results/benchmark", command)
+    assert (repo / "docs" / "results" / "benchmark.md").read_text(encoding="utf-8") == text

@@ -30,14 +30,19 @@ import plotly.graph_objects as go
 
 from ..data.domains import ensure_domain
 from ..experiments.benchmark.grid import KEY, BenchmarkPoint, Grid, index_rows, key_of, run_point
-from ..experiments.benchmark.report import SECTIONS, metric_of, section_of, seed_scores
+from ..experiments.benchmark.report import (
+    METRIC_NAMES,
+    SECTIONS,
+    metric_of,
+    section_of,
+    seed_scores,
+)
 from ..experiments.statistics import paired_differences, t_interval, verdict
 from .static import widget_bundle
 
 __all__ = ["BenchmarkPanel", "run_here"]
 
 _LABEL = {"description_width": "initial"}
-_METRIC = {"miou": "mIoU", "mdsc": "DSC"}
 
 
 def run_here(point: BenchmarkPoint) -> dict[str, Any]:
@@ -217,7 +222,7 @@ class BenchmarkPanel:
             interval = t_interval(d)
             low, high = interval.low, interval.high
             judged = verdict(interval, self.grid.equivalence_bound)
-        return {"domain": domain, "metric": _METRIC[metric_of(domain)], "table": table,
+        return {"domain": domain, "metric": METRIC_NAMES[metric_of(domain)], "table": table,
                 "row": name, "vs": reference, "seeds": len(seeds), "row mean": float(row.mean()),
                 "ref mean": float(ref.mean()), "d": float(d.mean()), "low": low, "high": high,
                 "verdict": judged, "scores": row, "ref scores": ref}  # fmt: skip

@@ -40,6 +40,7 @@ __all__ = [
     "SECTIONS",
     "section_of",
     "metric_of",
+    "METRIC_NAMES",
     "seed_scores",
     "comparisons",
     "forest_data",
@@ -86,7 +87,8 @@ def metric_of(domain: str) -> str:
     return "mdsc" if DOMAINS[domain].metric == "dsc" else "miou"
 
 
-_SHOWN = {"mdsc": "DSC", "miou": "mIoU"}
+#: How a results column is named in the text: DSC, mIoU.
+METRIC_NAMES = {"mdsc": "DSC", "miou": "mIoU"}
 
 
 def seed_scores(
@@ -249,7 +251,7 @@ def verdict_lines(table: pd.DataFrame) -> list[str]:
                  if not math.isnan(r["paper_d"]) else "no paper number")  # fmt: skip
         out.append(f"{r['domain']}: {r['row']} − {r['vs']} = {_num(r['d'], True)} "
                    f"[{_num(r['low'], True)}, {_num(r['high'], True)}] points "
-                   f"{_SHOWN[r['metric']]} → {r['verdict']} ({paper})")  # fmt: skip
+                   f"{METRIC_NAMES[r['metric']]} → {r['verdict']} ({paper})")  # fmt: skip
     return out
 
 
@@ -314,12 +316,12 @@ def markdown_report(
         "| domain | metric | comparisons | median | min | max |", "|---|---|---:|---:|---:|---:|",
     ]  # fmt: skip
     for domain, r in half_widths(table).iterrows():
-        out.append(f"| {domain} | {_SHOWN[metric_of(domain)]} | {int(r['comparisons'])} | "
+        out.append(f"| {domain} | {METRIC_NAMES[metric_of(domain)]} | {int(r['comparisons'])} | "
                    f"{_num(r['median'])} | {_num(r['min'])} | {_num(r['max'])} |")  # fmt: skip
     for domain in grid.domains:
         ablations, table4 = PAPER_SETS.get(domain, ("no paper set", "no paper set"))
-        out += ["", f"## {domain} ({_SHOWN[metric_of(domain)]}; beside {ablations} in Tables 1-3, "
-                f"{table4} in Table 4)"]  # fmt: skip
+        name = METRIC_NAMES[metric_of(domain)]
+        out += ["", f"## {domain} ({name}; beside {ablations} in Tables 1-3, {table4} in Table 4)"]
         for section, title in SECTIONS.items():
             part = table[(table["domain"] == domain) & (table["section"] == section)]
             if not part.empty:
