@@ -4,10 +4,15 @@
     python benchmarks/bench_benchmark.py zero-shot --out DIR           # Freeze on every val split
     python benchmarks/bench_benchmark.py tune --out DIR DOMAIN METHOD STEPS LR [--cobot] [--seed S]
     python benchmarks/bench_benchmark.py time --out DIR DOMAIN METHOD [--cobot]
+    python benchmarks/bench_benchmark.py rerun --out DIR TABLE ROW DOMAIN [--seed S]
 
 ``tune`` trains one point and scores the *validation* split (the protocol is chosen there);
 ``time`` runs one grid point exactly as the grid would (test split) and prints only its wall
-time, never its score, so no choice can lean on the test split. Each prints one JSON line.
+time, never its score, so no choice can lean on the test split. ``rerun`` re-trains one stored
+grid point (docs/results/benchmark) and prints how far its score lands from the stored one,
+beside notebook 05's tolerance (sigma_seed / 4); run it under
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` to stand for a
+CPU without AVX-512 (other kernels, other rounding). Each prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,10 +30,20 @@ from cobot_lib.backbone.foundation import load_foundation_model
 from cobot_lib.data import load_dataset
 from cobot_lib.data.domains import DOMAINS, write_domain
 from cobot_lib.engine.evaluation import evaluate_model
-from cobot_lib.experiments.benchmark import BenchmarkPoint, DomainProtocol, load_grid, run_point
+from cobot_lib.experiments.benchmark import (
+    BenchmarkPoint,
+    DomainProtocol,
+    index_rows,
+    key_of,
+    load_grid,
+    read_rows,
+    run_point,
+)
+from cobot_lib.experiments.benchmark.report import metric_of, seed_scores
 from cobot_lib.machine import cpu_name
 
 GRID = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "grid.yaml"
+RESULTS = GRID.parents[2] / "docs" / "results" / "benchmark"
 
 
 def _emit(record: dict) -> None:
@@ -43,7 +58,7 @@ def _emit(record: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("prepare", "zero-shot", "tune", "time"))
+    parser.add_argument("command", choices=("prepare", "zero-shot", "tune", "time", "rerun"))
     parser.add_argument("args", nargs="*")
     parser.add_argument("--out", required=True, help="folder holding <domain>/")
     parser.add_argument("--cobot", action="store_true")
@@ -71,6 +86,21 @@ def main() -> None:
         row = run_point(point, out / domain, eval_split="val")
         _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "seed", "miou",
                                    "mdsc", "seconds")})  # fmt: skip
+    elif a.command == "rerun":
+        table, name, domain = a.args
+        grid = load_grid(GRID)
+        spec = grid.tables[table][name]
+        point = BenchmarkPoint.of(domain, a.seed, grid.domains[domain], **spec)
+        index = index_rows(read_rows(RESULTS))
+        stored, metric = index[key_of(point.columns())], metric_of(domain)
+        sigma = float(seed_scores(index, grid, domain, spec).std(ddof=1))
+        row = run_point(point, out / domain, eval_split="test")
+        caps = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                               "MKL_ENABLE_INSTRUCTIONS")}  # fmt: skip
+        _emit({"point": f"{point.label()} / {domain} / seed {a.seed}", "metric": metric,
+               "stored": stored[metric], "fresh": row[metric],
+               "gap_points": 100 * abs(row[metric] - stored[metric]),
+               "tolerance_points": sigma / 4, "stored_cpu": stored["cpu"], **caps})  # fmt: skip
     else:
         domain, method = a.args
         protocol = load_grid(GRID).domains[domain]
