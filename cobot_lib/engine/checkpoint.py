@@ -259,6 +259,8 @@ def restore_rng(state: dict[str, Any]) -> None:
 #: Keys that decide the result (resuming under different ones is refused).
 _RESULT_KEYS = ("domain", "model", "peft", "data", "optim", "runtime.seed")
 _IGNORED = ("data.num_workers",)
+#: Keys left out at these values, so runs made before the keys existed keep their fingerprint.
+_OMITTED_AT = {"optim.schedule": "constant", "optim.decay_steps": None}
 
 
 def result_items(config: TrainConfig) -> dict[str, Any]:
@@ -281,7 +283,11 @@ def result_items(config: TrainConfig) -> dict[str, Any]:
         }
     )
     return {
-        k: v for k, v in sorted(flat.items()) if k.startswith(_RESULT_KEYS) and k not in _IGNORED
+        k: v
+        for k, v in sorted(flat.items())
+        if k.startswith(_RESULT_KEYS)
+        and k not in _IGNORED
+        and not (k in _OMITTED_AT and v == _OMITTED_AT[k])
     }
 
 

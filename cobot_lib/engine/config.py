@@ -31,6 +31,7 @@ import yaml
 
 from ..data.base import PROMPTS
 from ..peft import METHODS, PEFT_METHODS, CobotConfig, PeftConfig
+from .schedule import SCHEDULES
 
 __all__ = [
     "PAPER_DEFAULTS",
@@ -123,7 +124,9 @@ class DataSection:
 @dataclass
 class OptimSection:
     """Adam. lr / weight_decay / epochs null = the paper's value for ``domain``.
-    batch_size is the global batch (images per optimiser step, summed over processes)."""
+    batch_size is the global batch (images per optimiser step, summed over processes).
+    schedule: constant (the paper's) | cosine (decay from lr to 0 over decay_steps optimiser
+    steps; null: the whole run, epochs x steps per epoch; ``engine.schedule``)."""
 
     lr: float | None = None
     weight_decay: float | None = None
@@ -131,6 +134,8 @@ class OptimSection:
     batch_size: int = 1
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float | None = None
+    schedule: str = "constant"
+    decay_steps: int | None = None
 
 
 @dataclass
@@ -229,8 +234,15 @@ class TrainConfig:
         _choice("runtime.cache_embeddings", cache, ("auto", "true", "false"))
         _choice("data.format", self.data.format, (None, "folder", "coco", "nifti"))
         _choice("data.prompt", self.data.prompt, PROMPTS)
+        _choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        if self.optim.decay_steps is not None and self.optim.schedule == "constant":
+            raise ConfigError(
+                f"optim.decay_steps={self.optim.decay_steps} only applies with "
+                "optim.schedule=cosine (a constant rate does not decay)"
+            )
         for key, value in (
             ("optim.batch_size", self.optim.batch_size),
+            ("optim.decay_steps", self.optim.decay_steps),
             ("runtime.max_steps", self.runtime.max_steps),
             ("runtime.save_every", self.runtime.save_every),
             ("runtime.log_every", self.runtime.log_every),

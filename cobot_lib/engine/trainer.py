@@ -80,6 +80,7 @@ from .runtime import (
     precision,
     seed_everything,
 )
+from .schedule import lr_factor
 from .validation import METRIC_KEYS, ModelSelection, ValidationSummary, Validator
 
 __all__ = [
@@ -178,6 +179,8 @@ class Trainer:
         self.dtype, use_scaler = precision(cfg.runtime.amp, self.env.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.optimizer = _adam(self.params, cfg) if self.params else None
+        per_epoch = -(-len(train_set) // cfg.optim.batch_size) if self.trains else 1
+        self.decay_steps = cfg.optim.decay_steps or max(1, cfg.epochs * per_epoch)
         self.history: list[dict] = []
         self.position = (0, 0, 0)  # epoch, step in epoch, global step
         self.selection: ModelSelection | None = None
@@ -260,6 +263,9 @@ class Trainer:
             lambda: [n for part in dist.all_gather_objects(batch["name"]) for n in part],
         )
         self.optimizer.zero_grad(set_to_none=True)
+        rate = self.config.lr * lr_factor(self.config.optim.schedule, global_step, self.decay_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
         self.scaler.scale(loss).backward()
         if self.config.optim.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
