@@ -3,6 +3,7 @@
     python benchmarks/bench_benchmark.py prepare --out DIR             # render + time each domain
     python benchmarks/bench_benchmark.py zero-shot --out DIR           # Freeze on every val split
     python benchmarks/bench_benchmark.py tune --out DIR DOMAIN METHOD STEPS LR [--cobot] [--seed S]
+                                                                   [--schedule cosine]
     python benchmarks/bench_benchmark.py time --out DIR DOMAIN METHOD [--cobot]
     python benchmarks/bench_benchmark.py rerun --out DIR TABLE ROW DOMAIN [--seed S]
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="folder holding <domain>/")
     parser.add_argument("--cobot", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--schedule", default="constant", help="tune: constant or cosine")
     a = parser.parse_intermixed_args()
     torch.set_num_threads(1)
     out = Path(a.out)
@@ -81,11 +83,11 @@ def main() -> None:
                    "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
     elif a.command == "tune":
         domain, method, steps, lr = a.args
-        protocol = DomainProtocol(int(steps), float(lr))  # weight decay and jitter: the grid's
+        protocol = DomainProtocol(int(steps), float(lr), schedule=a.schedule)  # wd, jitter: grid's
         point = BenchmarkPoint.of(domain, a.seed, protocol, method, cobot=a.cobot)
         row = run_point(point, out / domain, eval_split="val")
-        _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "seed", "miou",
-                                   "mdsc", "seconds")})  # fmt: skip
+        _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "schedule", "seed",
+                                   "miou", "mdsc", "seconds")})  # fmt: skip
     elif a.command == "rerun":
         table, name, domain = a.args
         grid = load_grid(GRID)

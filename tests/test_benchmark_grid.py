@@ -104,6 +104,10 @@ def test_point_config_is_the_protocol():
     assert config.peft == point.peft  # the run config reads back the point's PeftConfig
     assert config.peft.cobot is not None and config.peft.cobot.seed == 3
     assert point_config(point, "/data/ct", "/tmp/run", "val").data.eval_split == "val"
+    for schedule, decay_steps in (("cosine", grid.domains["ct"].steps), ("constant", None)):
+        other = replace(point, protocol=replace(point.protocol, schedule=schedule))
+        optim = point_config(other, "/data/ct", "/tmp/run").optim
+        assert (optim.schedule, optim.decay_steps) == (schedule, decay_steps)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +122,8 @@ def test_point_config_is_the_protocol():
          "tables: {t: {A: {method: lora}, B: {method: freeze, cobot: true}}}\n", "t.B: COBOT"),
         ("domains: {ct: {steps: 4, lr: 0.1}}\nseeds: [0]\nequivalence_bound: -1\n"
          "tables: {}\n", "equivalence_bound"),
+        ("domains: {ct: {steps: 4, lr: 0.1, schedule: step}}\nseeds: [0]\ntables: {}\n"
+         "equivalence_bound: 0.5\n", r"domains\.ct\.schedule='step'; expected one of"),
     ],
 )  # fmt: skip
 def test_bad_grid_files_name_the_key(tmp_path, text, match):

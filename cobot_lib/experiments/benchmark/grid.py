@@ -5,11 +5,11 @@
     row = run_point(points[0], domain_root("sonar"))  # train + score one point in-process
 
 A grid file (YAML) names the domains (``data.domains``) with each one's protocol (steps, lr,
-weight decay, box jitter; chosen on the validation split, ``docs/results/benchmark_protocol.md``),
-the seeds, and the rows of each table: a row is a method with its COBOT switches and V
-(``ROW_KEYS``), which ``BenchmarkPoint.of`` turns into the point's PeftConfig. A row that
-appears in several tables (the full COBOT at V=16 is in Tables 1, 2, 3 and Fig. 5) is one run
-per domain and seed.
+weight decay, box jitter, lr schedule; chosen on the validation split,
+``docs/results/benchmark_protocol.md``), the seeds, and the rows of each table: a row is a
+method with its COBOT switches and V (``ROW_KEYS``), which ``BenchmarkPoint.of`` turns into
+the point's PeftConfig. A row that appears in several tables (the full COBOT at V=16 is in
+Tables 1, 2, 3 and Fig. 5) is one run per domain and seed.
 
 A point is trained for ``steps`` Adam steps on the domain's train split, one image per step, and
 scored once on ``eval_split`` (the test split in the grid, the validation split while tuning)
@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ...engine.config import TrainConfig, config_from_dict, parse_yaml, peft_section
+from ...engine.schedule import SCHEDULES
 from ...engine.trainer import run_experiment
 from ...peft.config import COBOT_CHOICES, PEFT_METHODS, PeftConfig
 from ..tables import config_columns, row_config, variant_label
@@ -55,12 +56,14 @@ METHODS = ("freeze", "decoder", *PEFT_METHODS)
 
 @dataclass(frozen=True)
 class DomainProtocol:
-    """How a domain is trained: Adam steps (one image each), lr, weight decay, box jitter (px)."""
+    """How a domain is trained: Adam steps (one image each), lr, weight decay, box jitter (px),
+    and the lr schedule over the steps (``engine.schedule``: constant or cosine to 0)."""
 
     steps: int
     lr: float
     weight_decay: float = 0.0
     jitter: float = 2.0
+    schedule: str = "constant"
 
 
 #: The columns that name one run in a results table (``BenchmarkPoint.columns``).
@@ -180,6 +183,11 @@ def _protocol(domain: str, data: Any, where: str) -> DomainProtocol:
         raise ValueError(f"{where}: domains.{domain}: {exc}") from None
     if not isinstance(protocol.steps, int) or protocol.steps < 1 or protocol.lr <= 0:
         raise ValueError(f"{where}: domains.{domain} needs steps >= 1 and lr > 0, got {data}")
+    if protocol.schedule not in SCHEDULES:
+        raise ValueError(
+            f"{where}: domains.{domain}.schedule={protocol.schedule!r}; "
+            f"expected one of {list(SCHEDULES)}"
+        )
     return protocol
 
 
@@ -229,7 +237,9 @@ def point_config(
         "peft": peft_section(point.peft),
         "data": {"root": str(root), "jitter": p.jitter, "eval_split": eval_split,
                  "val_split": None},
-        "optim": {"lr": p.lr, "weight_decay": p.weight_decay, "epochs": p.steps},
+        "optim": {"lr": p.lr, "weight_decay": p.weight_decay, "epochs": p.steps,
+                  "schedule": p.schedule,
+                  "decay_steps": p.steps if p.schedule != "constant" else None},
         "runtime": {"seed": point.seed, "device": "cpu", "max_steps": p.steps,
                     "resume": "never", "progress": False},
         "eval": {"enabled": True},
