@@ -160,3 +160,19 @@ def test_the_committed_report_is_made_from_the_committed_results():
                " --grid configs/benchmark/grid.yaml --out docs/results/benchmark.md")  # fmt: skip
     text = markdown_report(rows, GRID, "docs/results/benchmark", command)
     assert (repo / "docs" / "results" / "benchmark.md").read_text(encoding="utf-8") == text
+
+
+def test_every_interval_the_readme_quotes_is_in_the_committed_report():
+    """The README's benchmark paragraphs quote differences with their 95% intervals by hand
+    (prose); each quoted 'd [low, high]' must be a row of docs/results/benchmark.md, so a re-run
+    that changes them fails here until the README says the new numbers."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = " ".join((repo / "README.md").read_text(encoding="utf-8").split())
+    report = (repo / "docs" / "results" / "benchmark.md").read_text(encoding="utf-8")
+    number = r"[+-]\d+\.\d\d"
+    quoted = re.findall(rf"({number})(?: [A-Za-z]+)? \[({number}), ({number})\]", readme)
+    assert len(quoted) >= 8, quoted  # the benchmark and issue 16 paragraphs
+    missing = [q for q in quoted if f"{q[0]} [{q[1]}, {q[2]}]" not in report]
+    assert missing == [], missing
