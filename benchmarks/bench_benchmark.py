@@ -6,6 +6,7 @@
                                                                    [--schedule cosine]
     python benchmarks/bench_benchmark.py time --out DIR DOMAIN METHOD [--cobot]
     python benchmarks/bench_benchmark.py rerun --out DIR TABLE ROW DOMAIN [--seed S]
+    python benchmarks/bench_benchmark.py schedules --out docs/results   # constant vs cosine table
 
 ``tune`` trains one point and scores the *validation* split (the protocol is chosen there);
 ``time`` runs one grid point exactly as the grid would (test split) and prints only its wall
@@ -13,7 +14,10 @@ time, never its score, so no choice can lean on the test split. ``rerun`` re-tra
 grid point (docs/results/benchmark) and prints how far its score lands from the stored one,
 beside notebook 05's tolerance (sigma_seed / 4); run it under
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` to stand for a
-CPU without AVX-512 (other kernels, other rounding). Each prints one JSON line.
+CPU without AVX-512 (other kernels, other rounding). Each prints one JSON line, except
+``schedules``, which reads the validation runs in ``DIR/benchmark_protocol_runs.jsonl`` and prints
+the markdown tables of docs/results/benchmark_protocol.md section 3b (constant against cosine
+lr, seed by seed, at each domain's steps and lr 1e-3).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from scipy import stats
 
 from cobot_lib.backbone.foundation import load_foundation_model
 from cobot_lib.data import load_dataset
@@ -57,9 +63,43 @@ def _emit(record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
+def schedule_tables(path: Path) -> str:
+    """Markdown: per domain and schedule, the val scores by seed (points of the domain's metric)
+    of every method run at the grid's steps and lr 1e-3, and the paired spread of COBOT -
+    Adaptformer with the 5-seed half-width it predicts (t_4 x sd / sqrt 5)."""
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    steps = {d: p.steps for d, p in load_grid(GRID).domains.items()}
+    by: dict[tuple, dict[int, float]] = {}
+    for r in runs:
+        if "mdsc" not in r or r.get("lr") != 1e-3 or r["steps"] != steps[r["domain"]]:
+            continue
+        key = (r["domain"], r.get("schedule", "constant"), r["method"], r["cobot"])
+        by.setdefault(key, {})[r["seed"]] = 100 * r[metric_of(r["domain"])]
+    lines = ["| domain | schedule | row | seeds 0, 1, 2 | mean | sd |", "|---|---|---|---|---|---|"]
+    spread = ["| domain | schedule | d = COBOT - Adaptformer per seed | sd of d | "
+              "5-seed half-width |", "|---|---|---|---|---|"]  # fmt: skip
+    for (domain, schedule, method, cobot), scores in sorted(by.items()):
+        values = [scores[s] for s in sorted(scores) if s < 3]
+        if len(values) < 3:
+            continue
+        name = f"{method}{'+COBOT' if cobot else ''}"
+        lines.append(f"| {domain} | {schedule} | {name} | {', '.join(f'{v:.2f}' for v in values)}"
+                     f" | {np.mean(values):.2f} | {np.std(values, ddof=1):.2f} |")  # fmt: skip
+        base = by.get((domain, schedule, method, False))
+        if cobot and method == "adaptformer" and base and all(s in base for s in range(3)):
+            d = [scores[s] - base[s] for s in range(3)]
+            sd = float(np.std(d, ddof=1))
+            width = stats.t.ppf(0.975, 4) * sd / np.sqrt(5)
+            spread.append(f"| {domain} | {schedule} | {', '.join(f'{x:+.2f}' for x in d)} | "
+                          f"{sd:.2f} | {width:.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n\n" + "\n".join(spread)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("prepare", "zero-shot", "tune", "time", "rerun"))
+    parser.add_argument(
+        "command", choices=("prepare", "zero-shot", "tune", "time", "rerun", "schedules")
+    )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--out", required=True, help="folder holding <domain>/")
     parser.add_argument("--cobot", action="store_true")
@@ -88,6 +128,8 @@ def main() -> None:
         row = run_point(point, out / domain, eval_split="val")
         _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "schedule", "seed",
                                    "miou", "mdsc", "seconds")})  # fmt: skip
+    elif a.command == "schedules":
+        print(schedule_tables(out / "benchmark_protocol_runs.jsonl"))
     elif a.command == "rerun":
         table, name, domain = a.args
         grid = load_grid(GRID)
