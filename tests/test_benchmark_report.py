@@ -176,3 +176,21 @@ def test_every_interval_the_readme_quotes_is_in_the_committed_report():
     assert len(quoted) >= 8, quoted  # the benchmark and issue 16 paragraphs
     missing = [q for q in quoted if f"{q[0]} [{q[1]}, {q[2]}]" not in report]
     assert missing == [], missing
+
+
+def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
+    """docs/results/benchmark_protocol.md section 3b prints the constant-vs-cosine validation
+    runs; its tables must be what ``bench_benchmark.py schedules`` makes from the committed runs."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "bench_benchmark", repo / "benchmarks" / "bench_benchmark.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    page = (repo / "docs" / "results" / "benchmark_protocol.md").read_text(encoding="utf-8")
+    shown = page.split("<!-- schedules: begin -->\n")[1].split("\n<!-- schedules: end -->")[0]
+    made = bench.schedule_tables(repo / "docs" / "results" / "benchmark_protocol_runs.jsonl")
+    assert shown == made
+    assert "| ct | cosine | lora |" in made and "| aerial | cosine |" in made

@@ -2,15 +2,17 @@
 message, on bad papermill parameters (as 03, 04, 06 and 07 do: tests/test_notebook_03_06_07.py,
 test_notebook_04.py).
 
-Each case runs the real notebook through papermill with bad ``-p`` values and checks that the
-cell that raised is the ``check_params`` cell and that the message names every bad value and
-what was expected. Their default runs are checked by nbval and tests/test_walkthrough_notebooks.py.
+05 runs through papermill with bad ``-p`` values (the cell that raised must be its
+``check_benchmark`` cell); 01, 02 and A1 run their parameters cell and then their own check cell
+in this process (``refused``, see test_notebook_03_06_07.py). Each case checks that the message
+names every bad value and what was expected. Their default runs are checked by nbval and
+tests/test_walkthrough_notebooks.py.
 """
 
 from __future__ import annotations
 
 import pytest
-from test_notebook_03_06_07 import _fails
+from test_notebook_03_06_07 import _fails, refused
 
 from cobot_lib.notebook.params import ParameterError, check_benchmark
 
@@ -19,29 +21,27 @@ def _stopped_at_check(err, check: str) -> None:
     assert err.ename == "ParameterError" and f"{check}(globals())" in err.source
 
 
-def test_01_wrong_type_bad_item_and_below_minimum(tmp_path):
-    err = _fails("01_t_product.ipynb", tmp_path, n3="4", n1=9, num_modules=0)
-    _stopped_at_check(err, "check_t_product")
-    assert "n3 = '4' (str): wrong type str" in err.evalue
-    assert "n1 = 9 (int): above the maximum 8" in err.evalue
-    assert "num_modules = 0 (int): below the minimum 2" in err.evalue
+def test_01_wrong_type_bad_item_and_below_minimum():
+    text = refused("01_t_product.ipynb", "check_t_product", n3="4", n1=9, num_modules=0)
+    assert "n3 = '4' (str): wrong type str" in text
+    assert "n1 = 9 (int): above the maximum 8" in text
+    assert "num_modules = 0 (int): below the minimum 2" in text
 
 
-def test_a1_bad_timing_list(tmp_path):
-    err = _fails("A1_fft_timing.ipynb", tmp_path, timing_n3=[2, "x"], timing_repeats=0)
-    _stopped_at_check(err, "check_fft_timing")
-    assert "timing_n3 = [2, 'x'] (list): elements that are not int: ['x']" in err.evalue
-    assert "timing_repeats = 0 (int): below the minimum 1" in err.evalue
+def test_a1_bad_timing_list():
+    text = refused("A1_fft_timing.ipynb", "check_fft_timing", timing_n3=[2, "x"], timing_repeats=0)
+    assert "timing_n3 = [2, 'x'] (list): elements that are not int: ['x']" in text
+    assert "timing_repeats = 0 (int): below the minimum 1" in text
 
 
-def test_02_zero_axis_and_widths_not_multiples_of_four(tmp_path):
-    err = _fails(
-        "02_hamilton_product.ipynb", tmp_path, rotation_axis=[0, 0, 0], layer_width=6, widths=[4, 6]
-    )
-    _stopped_at_check(err, "check_hamilton")
-    assert "rotation_axis = [0, 0, 0] (list): expected three numbers, not all zero" in err.evalue
-    assert "layer_width = 6 (int): expected a multiple of 4" in err.evalue
-    assert "widths = [4, 6] (list): expected multiples of 4" in err.evalue
+def test_02_zero_axis_and_widths_not_multiples_of_four():
+    text = refused(
+        "02_hamilton_product.ipynb", "check_hamilton", rotation_axis=[0, 0, 0], layer_width=6,
+        widths=[4, 6],
+    )  # fmt: skip
+    assert "rotation_axis = [0, 0, 0] (list): expected three numbers, not all zero" in text
+    assert "layer_width = 6 (int): expected a multiple of 4" in text
+    assert "widths = [4, 6] (list): expected multiples of 4" in text
 
 
 def test_05_missing_results_unknown_domain_and_wrong_type(tmp_path):

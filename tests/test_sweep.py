@@ -193,7 +193,7 @@ def test_sweep_resumes_only_missing_runs(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     sweep = Sweep.from_dict({"name": "t", "fixed": TINY,
                              "grid": {"method": ["lora"], "cobot": [False, True]}})  # fmt: skip
-    df1, outcomes = run_sweep(sweep, out, log=lambda _: None)
+    df1, outcomes = run_sweep(sweep, out, jobs=2, log=lambda _: None)  # two kernels at once
     assert [o["status"] for o in outcomes] == ["ran", "ran"], outcomes
     assert len(df1) == 2 and set(df1["cobot"]) == {False, True}
     for run in sweep.runs:
@@ -220,7 +220,7 @@ def test_a_failing_run_is_reported_and_the_rest_still_runs(tmp_path: Path, capsy
     grid = _grid_file(tmp_path, {"fixed": {**TINY, "method": "freeze", "cobot": False},
                                  "grid": {"head": ["hypercomplex", "none"]}})  # fmt: skip
     out = tmp_path / "out"
-    assert main([str(grid), "--out", str(out)]) == 1  # head=none needs cobot=True
+    assert main([str(grid), "--out", str(out), "--jobs", "2"]) == 1  # head=none needs cobot
     text = capsys.readouterr().out
     assert "1 of 2 runs in the table" in text and "FAILED" in text
     errors = list(out.glob("runs/*/error.txt"))
