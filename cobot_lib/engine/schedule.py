@@ -4,7 +4,7 @@ The rate of a step is a pure function of the global step, so a resumed run conti
 same curve without any scheduler state in the checkpoint. Cosine decay (Loshchilov & Hutter,
 SGDR, 2017, without restarts) ends a short run on small steps: the last weights sit near the end
 of the trajectory's average instead of wherever the last full-size step of a one-image batch
-threw them, which is what the benchmark's CT protocol needs (docs/results/benchmark_protocol.md).
+threw them. The powered benchmark trains with it (docs/results/benchmark_protocol.md, 3b).
 """
 
 from __future__ import annotations
