@@ -69,9 +69,10 @@ def _checked(
     row = row if row is not None else names[-1]
     if row not in names:
         raise ValueError(f"row={row!r}; table {table!r} compares {names} with {reference!r}")
-    seeds = seeds if seeds is not None else len(grid.seeds)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= len(grid.seeds):
-        raise ValueError(f"seeds={seeds!r}; expected 1..{len(grid.seeds)} ({grid.seeds})")
+    own = grid.seeds_of(domain)
+    seeds = seeds if seeds is not None else len(own)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= len(own):
+        raise ValueError(f"seeds={seeds!r}; expected 1..{len(own)} ({domain}'s seeds {own})")
     return domain, row, seeds
 
 
@@ -114,7 +115,7 @@ class BenchmarkPanel:
         self.row = widgets.Dropdown(description="row", options=names, value=row, style=_LABEL,
                                     layout={"width": "300px"})  # fmt: skip
         self.seeds = widgets.BoundedIntText(description="seeds", value=seeds, min=1,
-                                            max=len(grid.seeds), style=_LABEL,
+                                            max=len(grid.seeds_of(domain)), style=_LABEL,
                                             layout={"width": "110px"})  # fmt: skip
         self.button = widgets.Button(description="Run", button_style="primary",
                                      tooltip="load stored runs, train missing ones")  # fmt: skip
@@ -132,6 +133,7 @@ class BenchmarkPanel:
                     "yaxis": {"title": "score (%)"}},
         )  # fmt: skip
         self.table.observe(self._table_changed, "value")
+        self.domain.observe(self._domain_changed, "value")
         self.button.on_click(self._clicked)
         choices = widgets.HBox([self.domain, self.table, self.row, self.seeds])
         self.widget = widgets.VBox([choices, widgets.HBox([self.button, self.status]),
@@ -147,12 +149,17 @@ class BenchmarkPanel:
         self.row.options = names
         self.row.value = keep
 
+    def _domain_changed(self, change: dict) -> None:
+        most = len(self.grid.seeds_of(change["new"]))  # a domain may run more seeds
+        self.seeds.max = most
+        self.seeds.value = most
+
     def points(self, name: str) -> list[BenchmarkPoint]:
         """The runs row ``name`` of the chosen table needs: one per chosen seed (Freeze: one)."""
         spec = self.grid.tables[self.table.value][name]
-        seeds = self.grid.seeds[: self.seeds.value]
+        seeds = self.grid.seeds_of(self.domain.value)[: self.seeds.value]
         protocol = self.grid.domains[self.domain.value]
-        runs = self.grid.seeds[:1] if spec["method"] == "freeze" else seeds
+        runs = seeds[:1] if spec["method"] == "freeze" else seeds
         return [BenchmarkPoint.of(self.domain.value, s, protocol, **spec) for s in runs]
 
     # ---- running -------------------------------------------------------------------------
@@ -211,7 +218,7 @@ class BenchmarkPanel:
     def _statistics(self, name: str, reference: str) -> dict[str, Any]:
         """Scores per seed (``report.seed_scores``), d, its 95% interval and the verdict."""
         domain, table = self.domain.value, self.table.value
-        seeds = list(self.grid.seeds[: self.seeds.value])
+        seeds = list(self.grid.seeds_of(domain)[: self.seeds.value])
         specs = self.grid.tables[table]
         row, ref = (seed_scores(self._index, self.grid, domain, specs[n])[seeds]
                     for n in (name, reference))  # fmt: skip

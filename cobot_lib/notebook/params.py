@@ -379,9 +379,10 @@ def check_benchmark(namespace: Mapping[str, Any]) -> dict[str, Any]:
     if rows and params["rerun_row"] not in rows:
         problems.append(f"  rerun_row = {params['rerun_row']!r}: not a row of "
                         f"{params['rerun_table']} (it has {list(rows)})")  # fmt: skip
-    if params["rerun_seed"] not in grid.seeds:
-        problems.append(f"  rerun_seed = {params['rerun_seed']}: not a seed of the grid "
-                        f"{list(grid.seeds)}")  # fmt: skip
+    seeds = grid.seeds_of(params["rerun_domain"])
+    if params["rerun_seed"] not in seeds:
+        problems.append(f"  rerun_seed = {params['rerun_seed']}: not a seed of "
+                        f"{params['rerun_domain']} in the grid {list(seeds)}")  # fmt: skip
     if problems:
         raise ParameterError("bad notebook parameter(s):\n" + "\n".join(problems))
     return {**params, "grid": grid}

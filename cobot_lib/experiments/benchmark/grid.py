@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +142,28 @@ class BenchmarkPoint:
 
 @dataclass(frozen=True)
 class Grid:
-    """A parsed grid file: protocols per domain, seeds, and each table's named rows."""
+    """A parsed grid file: protocols per domain, seeds, and each table's named rows.
+
+    ``seeds`` and the tables apply to every domain unless the domain's entry names its own
+    (``domain_seeds``: more seeds where the spread is larger; ``domain_tables``: a subset, where
+    the whole grid would not fit the time budget); ``seeds_of`` / ``tables_of`` resolve them.
+    """
 
     domains: dict[str, DomainProtocol]
     seeds: tuple[int, ...]
     tables: dict[str, dict[str, dict[str, Any]]]
     equivalence_bound: float
+    domain_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    domain_tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def seeds_of(self, domain: str) -> tuple[int, ...]:
+        """The seeds ``domain`` runs with (its own list, else the grid's)."""
+        return self.domain_seeds.get(domain, self.seeds)
+
+    def tables_of(self, domain: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """The tables ``domain`` runs (its own list, else all), in the grid file's order."""
+        wanted = self.domain_tables.get(domain)
+        return {t: rows for t, rows in self.tables.items() if wanted is None or t in wanted}
 
     def points(self) -> list[BenchmarkPoint]:
         """Every distinct run (a row shared by several tables is run once), domain-major.
@@ -157,17 +173,30 @@ class Grid:
         """
         out: dict[tuple, BenchmarkPoint] = {}
         for domain, protocol in self.domains.items():
-            for rows in self.tables.values():
+            for rows in self.tables_of(domain).values():
                 for row in rows.values():
-                    seeds = self.seeds[:1] if row["method"] == "freeze" else self.seeds
-                    for seed in seeds:
+                    seeds = self.seeds_of(domain)
+                    for seed in seeds[:1] if row["method"] == "freeze" else seeds:
                         point = BenchmarkPoint.of(domain, seed, protocol, **row)
                         out.setdefault((domain, seed, tuple(point.row().values())), point)
         return list(out.values())
 
-    def comparisons(self) -> int:
-        """Paired comparisons the tables make per domain (each row against its table's first)."""
-        return sum(len(rows) - 1 for rows in self.tables.values())
+    def comparisons(self, domain: str | None = None) -> int:
+        """Paired comparisons the tables make on ``domain`` (each row against its table's
+        first); without a domain, those of the whole list of tables."""
+        tables = self.tables if domain is None else self.tables_of(domain)
+        return sum(len(rows) - 1 for rows in tables.values())
+
+
+def _seeds(seeds: Any, where: str) -> tuple[int, ...]:
+    ok = (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    )
+    if not ok or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{where} must be a non-empty list of distinct integers, got {seeds!r}")
+    return tuple(seeds)
 
 
 def _protocol(domain: str, data: Any, where: str) -> DomainProtocol:
@@ -191,6 +220,24 @@ def _protocol(domain: str, data: Any, where: str) -> DomainProtocol:
     return protocol
 
 
+def _domain(
+    name: str, entry: Any, table_names: list[str], path: Path
+) -> tuple[DomainProtocol, tuple[int, ...] | None, tuple[str, ...] | None]:
+    """A grid file's ``domains.<name>`` entry: its protocol, and its own seeds and tables
+    (None: the grid's)."""
+    entry = dict(entry) if isinstance(entry, dict) else entry
+    seeds = tables = None
+    if isinstance(entry, dict) and "seeds" in entry:
+        seeds = _seeds(entry.pop("seeds"), f"{path}: domains.{name}.seeds")
+    if isinstance(entry, dict) and "tables" in entry:
+        tables = entry.pop("tables")
+        if not isinstance(tables, list) or not tables or not set(tables) <= set(table_names):
+            raise ValueError(f"{path}: domains.{name}.tables must list tables of the grid "
+                             f"({table_names}), got {tables!r}")  # fmt: skip
+        tables = tuple(tables)
+    return _protocol(name, entry, str(path)), seeds, tables
+
+
 def load_grid(path: str | os.PathLike) -> Grid:
     """The grid file at ``path`` (YAML, safe loader); one ValueError naming the bad key."""
     path = Path(path)
@@ -202,10 +249,16 @@ def load_grid(path: str | os.PathLike) -> Grid:
     bound = data["equivalence_bound"]
     if isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0:
         raise ValueError(f"{path}: equivalence_bound must be a number of points > 0, got {bound!r}")
-    domains = {d: _protocol(d, p, str(path)) for d, p in data["domains"].items()}
-    seeds = data["seeds"]
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
-        raise ValueError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if not isinstance(data["domains"], dict) or not data["domains"]:
+        raise ValueError(f"{path}: domains must map domain names to their protocols")
+    seeds = _seeds(data["seeds"], f"{path}: seeds")
+    domains, domain_seeds, domain_tables = {}, {}, {}
+    for name, entry in data["domains"].items():
+        domains[name], own_seeds, own_tables = _domain(name, entry, list(data["tables"]), path)
+        if own_seeds is not None:
+            domain_seeds[name] = own_seeds
+        if own_tables is not None:
+            domain_tables[name] = own_tables
     tables = {}
     for table, rows in data["tables"].items():
         if not isinstance(rows, dict) or len(rows) < 2:
@@ -221,7 +274,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
             except ValueError as exc:
                 raise ValueError(f"{path}: tables.{table}.{name}: {exc}") from None
         tables[table] = {name: dict(row) for name, row in rows.items()}
-    return Grid(domains, tuple(seeds), tables, float(bound))
+    return Grid(domains, seeds, tables, float(bound), domain_seeds, domain_tables)
 
 
 def point_config(

@@ -96,9 +96,9 @@ def seed_scores(
 ) -> pd.Series:
     """The scores (points) of the grid row ``spec`` on ``domain``, indexed by seed; ``index``
     maps a row's KEY values to the row. Freeze's one run stands for every seed."""
-    protocol, values = grid.domains[domain], {}
-    for seed in grid.seeds:
-        run = seed if spec["method"] != "freeze" else grid.seeds[0]
+    protocol, values, seeds = grid.domains[domain], {}, grid.seeds_of(domain)
+    for seed in seeds:
+        run = seed if spec["method"] != "freeze" else seeds[0]
         found = index.get(key_of(BenchmarkPoint.of(domain, run, protocol, **spec).columns()))
         if found is not None:
             values[seed] = 100.0 * float(found[metric_of(domain)])
@@ -153,7 +153,7 @@ def comparisons(
     out = []
     for domain in grid.domains:
         for section in SECTIONS:
-            tables = {t: r for t, r in grid.tables.items() if section_of(t) == section}
+            tables = {t: r for t, r in grid.tables_of(domain).items() if section_of(t) == section}
             m = sum(len(r) - 1 for r in tables.values())
             wide = 1 - (1 - confidence) / max(m, 1)
             start = len(out)

@@ -57,15 +57,17 @@ _REPO = Path(__file__).resolve().parents[3]
 def select_points(
     grid: Grid, domains: Iterable[str] | None = None, seeds: int | None = None
 ) -> list[BenchmarkPoint]:
-    """The grid's points, restricted to ``domains`` and to its first ``seeds`` seeds."""
+    """The grid's points, restricted to ``domains`` and to each domain's first ``seeds`` seeds."""
     wanted = list(domains) if domains else list(grid.domains)
     unknown = [d for d in wanted if d not in grid.domains]
     if unknown:
         raise ValueError(f"domain(s) {unknown} not in the grid (it has {list(grid.domains)})")
-    if seeds is not None and not 1 <= seeds <= len(grid.seeds):
-        raise ValueError(f"seeds={seeds}: the grid has {len(grid.seeds)} seeds {grid.seeds}")
-    kept = set(grid.seeds[: seeds or len(grid.seeds)])
-    return [p for p in grid.points() if p.domain in wanted and p.seed in kept]
+    fewest = min(len(grid.seeds_of(d)) for d in wanted)
+    if seeds is not None and not 1 <= seeds <= fewest:
+        raise ValueError(f"seeds={seeds}: expected 1..{fewest} (the seeds of {wanted}: "
+                         f"{ {d: list(grid.seeds_of(d)) for d in wanted} })")  # fmt: skip
+    kept = {d: set(grid.seeds_of(d)[: seeds or len(grid.seeds_of(d))]) for d in wanted}
+    return [p for p in grid.points() if p.domain in kept and p.seed in kept[p.domain]]
 
 
 def read_rows(folder: str | os.PathLike) -> list[dict[str, Any]]:
