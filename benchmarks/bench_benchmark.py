@@ -35,6 +35,7 @@ from scipy import stats
 
 from cobot_lib.backbone.foundation import load_foundation_model
 from cobot_lib.data import load_dataset
+from cobot_lib.data.benchmark_sets import ensure_benchmark_domain
 from cobot_lib.data.domains import DOMAINS, write_domain
 from cobot_lib.engine.evaluation import evaluate_model
 from cobot_lib.experiments.benchmark import (
@@ -125,7 +126,7 @@ def main() -> None:
         domain, method, steps, lr = a.args
         protocol = DomainProtocol(int(steps), float(lr), schedule=a.schedule)  # wd, jitter: grid's
         point = BenchmarkPoint.of(domain, a.seed, protocol, method, cobot=a.cobot)
-        row = run_point(point, out / domain, eval_split="val")
+        row = run_point(point, ensure_benchmark_domain(domain, out / domain), eval_split="val")
         _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "schedule", "seed",
                                    "miou", "mdsc", "seconds")})  # fmt: skip
     elif a.command == "schedules":
