@@ -190,9 +190,9 @@ def test_every_interval_the_readme_quotes_is_in_the_committed_report():
     assert missing == [], missing
 
 
-def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
-    """docs/results/benchmark_protocol.md section 3b prints the constant-vs-cosine validation
-    runs; its tables must be what ``bench_benchmark.py schedules`` makes from the committed runs."""
+def _protocol_page_section(marker: str) -> tuple[str, object, Path]:
+    """(the text between ``<!-- marker: begin/end -->`` on the protocol page, the module
+    benchmarks/bench_benchmark.py, the committed validation runs)."""
     import importlib.util
 
     repo = Path(__file__).resolve().parents[1]
@@ -202,7 +202,26 @@ def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     page = (repo / "docs" / "results" / "benchmark_protocol.md").read_text(encoding="utf-8")
-    shown = page.split("<!-- schedules: begin -->\n")[1].split("\n<!-- schedules: end -->")[0]
-    made = bench.schedule_tables(repo / "docs" / "results" / "benchmark_protocol_runs.jsonl")
+    shown = page.split(f"<!-- {marker}: begin -->\n")[1].split(f"\n<!-- {marker}: end -->")[0]
+    return shown, bench, repo / "docs" / "results" / "benchmark_protocol_runs.jsonl"
+
+
+def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
+    """docs/results/benchmark_protocol.md section 3b prints the constant-vs-cosine validation
+    runs; its tables must be what ``bench_benchmark.py schedules`` makes from the committed runs."""
+    shown, bench, runs = _protocol_page_section("schedules")
+    made = bench.schedule_tables(runs)
     assert shown == made
     assert "| ct | cosine | lora |" in made and "| aerial | cosine |" in made
+
+
+def test_the_protocol_pages_real_set_table_is_made_from_the_stored_runs():
+    """Section 3c prints the validation runs that chose the real sets' steps and lr; it must be
+    what ``bench_benchmark.py real`` makes from the committed runs, and the grid's protocol for
+    each real set must be one of the runs it shows."""
+    shown, bench, runs = _protocol_page_section("real")
+    made = bench.real_tables(runs)
+    assert shown == made
+    for domain in ("nuclei", "mri"):
+        protocol = GRID.domains[domain]
+        assert f"| {domain} |" in made and f"| {protocol.steps} | {protocol.lr:g} |" in made
