@@ -7,17 +7,19 @@
     python benchmarks/bench_benchmark.py time --out DIR DOMAIN METHOD [--cobot]
     python benchmarks/bench_benchmark.py rerun --out DIR TABLE ROW DOMAIN [--seed S]
     python benchmarks/bench_benchmark.py schedules --out docs/results   # constant vs cosine table
+    python benchmarks/bench_benchmark.py real --out docs/results        # the real sets' choice
 
 ``tune`` trains one point and scores the *validation* split (the protocol is chosen there);
-``time`` runs one grid point exactly as the grid would (test split) and prints only its wall
-time, never its score, so no choice can lean on the test split. ``rerun`` re-trains one stored
-grid point (docs/results/benchmark) and prints how far its score lands from the stored one,
-beside notebook 05's tolerance (sigma_seed / 4); run it under
-``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` to stand for a
-CPU without AVX-512 (other kernels, other rounding). Each prints one JSON line, except
-``schedules``, which reads the validation runs in ``DIR/benchmark_protocol_runs.jsonl`` and prints
-the markdown tables of docs/results/benchmark_protocol.md section 3b (constant against cosine
-lr, seed by seed, at each domain's steps and lr 1e-3).
+``time`` runs one grid point exactly as the grid would (test split) and prints only its wall time,
+never its score, so no choice can lean on the test split. ``rerun`` re-trains one stored grid point
+(docs/results/benchmark) and prints how far its score lands from the stored one, beside notebook
+05's tolerance (sigma_seed / 4); run it under ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_ENABLE_INSTRUCTIONS=AVX2`` to stand for a CPU without AVX-512 (other kernels, other rounding).
+Each prints one JSON line, except ``real`` (the markdown table of the real sets' validation runs,
+section 3c) and ``schedules``, which reads the validation runs in
+``DIR/benchmark_protocol_runs.jsonl`` and prints the markdown tables of
+docs/results/benchmark_protocol.md section 3b (constant against cosine lr, seed by seed, at each
+domain's steps and lr 1e-3).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from scipy import stats
 
 from cobot_lib.backbone.foundation import load_foundation_model
 from cobot_lib.data import load_dataset
+from cobot_lib.data.benchmark_sets import ensure_benchmark_domain
 from cobot_lib.data.domains import DOMAINS, write_domain
 from cobot_lib.engine.evaluation import evaluate_model
 from cobot_lib.experiments.benchmark import (
@@ -95,10 +98,39 @@ def schedule_tables(path: Path) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(spread)
 
 
+def real_tables(path: Path) -> str:
+    """Markdown: the validation runs that chose the real sets' protocols (kind ``real-val``),
+    per domain, steps and lr: each Table 4 row's scores on seeds 0-2 (points), their mean, and
+    the mean minus Freeze's validation score (kind ``real-zero-shot-val``)."""
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    freeze = {r["domain"]: 100 * r[metric_of(r["domain"])]
+              for r in runs if r.get("kind") == "real-zero-shot-val"}  # fmt: skip
+    by: dict[tuple, dict[int, float]] = {}
+    for r in runs:
+        if r.get("kind") == "real-val":
+            key = (
+                r["domain"],
+                r["steps"],
+                r["lr"],
+                f"{r['method']}{'+COBOT' if r['cobot'] else ''}",
+            )
+            by.setdefault(key, {})[r["seed"]] = 100 * r[metric_of(r["domain"])]
+    lines = ["| domain | Freeze | steps | lr | row | by seed (0, 1, 2) | mean | mean - Freeze |",
+             "|---|---:|---:|---:|---|---|---:|---:|"]  # fmt: skip
+    for (domain, steps, lr, name), scores in sorted(by.items()):
+        values = [scores[s] for s in sorted(scores)]
+        mean = float(np.mean(values))
+        lines.append(f"| {domain} | {freeze[domain]:.2f} | {steps} | {lr:g} | {name} | "
+                     f"{', '.join(f'{v:.2f}' for v in values)} | {mean:.2f} | "
+                     f"{mean - freeze[domain]:+.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=("prepare", "zero-shot", "tune", "time", "rerun", "schedules")
+        "command",
+        choices=("prepare", "zero-shot", "tune", "time", "rerun", "schedules", "real"),
     )
     parser.add_argument("args", nargs="*")
     parser.add_argument("--out", required=True, help="folder holding <domain>/")
@@ -118,18 +150,21 @@ def main() -> None:
         sam = load_foundation_model()
         for name in a.args or DOMAINS:
             start = time.perf_counter()
-            result = evaluate_model(sam, load_dataset(out / name, "val", 256)).summary()
+            root = ensure_benchmark_domain(name, out / name)
+            result = evaluate_model(sam, load_dataset(root, "val", 256)).summary()
             _emit({"domain": name, "split": "val", **result,
                    "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
     elif a.command == "tune":
         domain, method, steps, lr = a.args
         protocol = DomainProtocol(int(steps), float(lr), schedule=a.schedule)  # wd, jitter: grid's
         point = BenchmarkPoint.of(domain, a.seed, protocol, method, cobot=a.cobot)
-        row = run_point(point, out / domain, eval_split="val")
+        row = run_point(point, ensure_benchmark_domain(domain, out / domain), eval_split="val")
         _emit({k: row[k] for k in ("domain", "method", "cobot", "steps", "lr", "schedule", "seed",
                                    "miou", "mdsc", "seconds")})  # fmt: skip
     elif a.command == "schedules":
         print(schedule_tables(out / "benchmark_protocol_runs.jsonl"))
+    elif a.command == "real":
+        print(real_tables(out / "benchmark_protocol_runs.jsonl"))
     elif a.command == "rerun":
         table, name, domain = a.args
         grid = load_grid(GRID)

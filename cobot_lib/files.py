@@ -16,9 +16,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "cache_dir", "remove_orphans", "temporary_path"]
+__all__ = ["atomic_write", "cache_dir", "remove_orphans", "resolve_path", "temporary_path"]
 
 _TMP = re.compile(r"^\..+\.tmp-(\d+)$")
+_REPO = Path(__file__).resolve().parents[1]
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
@@ -98,3 +99,12 @@ def atomic_write(
 def cache_dir() -> Path:
     """Where downloaded, pretrained or derived files live: $COBOT_CACHE or ~/.cache/cobot_lib."""
     return Path(os.environ.get("COBOT_CACHE", Path.home() / ".cache" / "cobot_lib"))
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """``path`` as given when it exists or is absolute, else relative to the repository (so a
+    notebook under ``notebooks/`` finds ``docs/results/...``)."""
+    path = Path(path).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    return _REPO / path

@@ -232,13 +232,31 @@ def split_mri_slices(zs: list[int]) -> dict[str, list[int]]:
     return out
 
 
+def every_slice_of_blocks(zs: list[int], sampled: list[int], usable: list[int]) -> list[int]:
+    """Every usable slice from the first to the last slice of each block of ``zs`` (runs of
+    consecutive entries of ``sampled``): the slices ``MRI_STEP`` skips, added back inside the
+    blocks only, so the gap to any other split stays what ``split_mri_slices`` left."""
+    position = {z: i for i, z in enumerate(sampled)}
+    blocks: list[list[int]] = []
+    for z in zs:
+        if blocks and position[z] == position[blocks[-1][-1]] + 1:
+            blocks[-1].append(z)
+        else:
+            blocks.append([z])
+    return [z for block in blocks for z in usable if block[0] <= z <= block[-1]]
+
+
 def _axial(volume: np.ndarray, z: int) -> np.ndarray:
     """Axial slice z of a RAS volume as a picture: rows anterior -> posterior, columns x."""
     return np.flipud(volume[:, :, z].T)
 
 
-def build_mri(out: Path, raw: dict[str, Path]) -> dict:
-    """Axial slices of the T1 template; label 1 = white matter, 2 = grey matter (> half max)."""
+def build_mri(out: Path, raw: dict[str, Path], dense_test: bool = False) -> dict:
+    """Axial slices of the T1 template; label 1 = white matter, 2 = grey matter (> half max).
+
+    ``dense_test``: the test blocks keep every slice, not every ``MRI_STEP``-th (the
+    benchmark's larger test split; train and val are unchanged).
+    """
     vols = {}
     for key in ("t1", "wm", "gm"):
         path = raw[f"mni_icbm152_{key}_tal_nlin_sym_09a_converted.nii.gz"]
@@ -258,6 +276,8 @@ def build_mri(out: Path, raw: dict[str, Path]) -> dict:
     ]
     sampled = usable[::MRI_STEP]
     by_split = split_mri_slices(sampled)
+    if dense_test:
+        by_split["test"] = every_slice_of_blocks(by_split["test"], sampled, usable)
     _clear(out)
     splits: dict[str, list[str]] = {}
     for split, zs in by_split.items():
@@ -278,6 +298,7 @@ def build_mri(out: Path, raw: dict[str, Path]) -> dict:
         "metric": "dsc",
         "classes": {"1": "white matter", "2": "grey matter"},
         "slices_per_split": {s: zs for s, zs in by_split.items()},
+        "dense_test": dense_test,
         "_splits": splits,
     }
 
@@ -286,13 +307,18 @@ BUILDERS = {"nuclei": build_nuclei, "mri": build_mri}
 
 
 def build(
-    name: str, out: Path, wheel: Path | None = None, raw: dict[str, Path] | None = None
+    name: str,
+    out: Path,
+    wheel: Path | None = None,
+    raw: dict[str, Path] | None = None,
+    **options: bool,
 ) -> Path:
-    """Build demo set ``name`` into ``out`` (from ``raw`` files if given, else the wheel)."""
+    """Build demo set ``name`` into ``out`` (from ``raw`` files if given, else the wheel);
+    ``options`` go to its builder (``build_mri``: ``dense_test``)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown demo set {name!r}; expected one of {list(BUILDERS)}")
     raw = raw or fetch_raw(name, out / "raw", wheel)
-    meta = BUILDERS[name](out, raw)
+    meta = BUILDERS[name](out, raw, **options)
     splits = meta.pop("_splits")
     write_splits(out, splits, overwrite=True)
     meta["images"] = {s: len(names) for s, names in splits.items()}

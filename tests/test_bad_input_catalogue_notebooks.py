@@ -3,8 +3,8 @@
 Notebooks are not executed: their parameters cell is checked by the library
 (``notebook.params.check_params``) against the kinds notebook 04 declares, built here from the
 library's own constants, and their result checks by ``notebook.checks``. Sweeps go to
-``python -m cobot_lib.sweep GRID --dry-run`` (in-process), tables to ``load_results`` /
-``read_results``. Every case goes through ``bad_inputs.check_refusal``.
+``python -m cobot_lib.sweep GRID --dry-run`` (in-process), tables to ``load_results`` / the
+benchmark's ``read_rows``. Every case goes through ``bad_inputs.check_refusal``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from bad_inputs import Refusal, check_refusal, registry
 
 from cobot_lib.backbone.sam import MODEL_TYPES
-from cobot_lib.experiments.ablations import read_results
+from cobot_lib.experiments.benchmark.runner import JSONL, read_rows
 from cobot_lib.experiments.cli import main as sweep_cli
 from cobot_lib.experiments.sweep import load_results
 from cobot_lib.notebook.checks import check_gain, check_same
@@ -132,19 +132,19 @@ def sweep_table_missing(user, out):
 
 
 @case
-def ablation_table_lacks_columns(user, out):
-    table = user / "ablations.csv"
+def benchmark_results_lack_columns(user, out):
+    table = user / JSONL
     user.mkdir(exist_ok=True)
-    table.write_text("method,miou\nlora,0.8\n")
-    return Refusal(lambda: read_results(table), [table, "lacks the columns"])
+    table.write_text('{"method": "lora", "miou": 0.8}\n')
+    return Refusal(lambda: read_rows(user), [f"{table}:1", "lacks the columns"])
 
 
 @case
-def ablation_table_not_utf8(user, out):
-    table = user / "ablations.csv"
+def benchmark_results_not_utf8(user, out):
+    table = user / JSONL
     user.mkdir(exist_ok=True)
-    table.write_bytes("method,miou\nlöra,0.8\n".encode("utf-16"))
-    return Refusal(lambda: read_results(table), [table])
+    table.write_bytes('{"method": "löra"}\n'.encode("utf-16"))
+    return Refusal(lambda: read_rows(user), [table, "not UTF-8"])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

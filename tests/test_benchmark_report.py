@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from cobot_lib.experiments.benchmark import BenchmarkPoint, index_rows, key_of, load_grid, read_rows
+from cobot_lib.experiments.benchmark.paper import PAPER_TABLE4
 from cobot_lib.experiments.benchmark.report import (
-    PAPER_TABLE4,
     comparisons,
     forest_data,
     half_widths,
@@ -26,8 +26,8 @@ EFFECTS = {BASE: 0.0, FULL: 3.0, "Adaptformer+CoS V=16": 0.0, "Freeze (zero-shot
 #: The noise sd (points) per configuration (else 0.5): tiny for the base and +CoS, so that
 #: +CoS - base (true difference 0) has an interval far inside +-0.5: "no difference".
 NOISE = {BASE: 0.01, "Adaptformer+CoS V=16": 0.01}
-LEVEL = {"sonar": 70.0, "ct": 80.0, "aerial": 30.0}
-METRIC = {"sonar": "miou", "ct": "mdsc", "aerial": "miou"}
+LEVEL = {"sonar": 70.0, "ct": 80.0, "aerial": 30.0, "nuclei": 85.0, "mri": 60.0}
+METRIC = {"sonar": "miou", "ct": "mdsc", "aerial": "miou", "nuclei": "miou", "mri": "mdsc"}
 
 
 def _synthetic():
@@ -57,19 +57,23 @@ def _oracle(domain, table, name):
     """scipy's mean difference, 95% interval and p of row ``name`` against its table's first."""
     reference = next(iter(GRID.tables[table]))
     ref, row = _label(table, reference, domain), _label(table, name, domain)
-    a = np.array([TRUTH[domain, row, s] for s in GRID.seeds])
+    seeds = GRID.seeds_of(domain)
+    a = np.array([TRUTH[domain, row, s] for s in seeds])
     if reference == "Freeze":  # one run stands for every seed
-        b = np.full(len(a), TRUTH[domain, ref, GRID.seeds[0]])
+        b = np.full(len(a), TRUTH[domain, ref, seeds[0]])
         test = stats.ttest_1samp(a - b, 0.0)
     else:
-        b = np.array([TRUTH[domain, ref, s] for s in GRID.seeds])
+        b = np.array([TRUTH[domain, ref, s] for s in seeds])
         test = stats.ttest_rel(a, b)
     return float(np.mean(a - b)), test.confidence_interval(0.95), test.pvalue
 
 
 def test_every_interval_is_scipys():
     table = comparisons(ROWS, GRID)
-    assert len(table) == 23 * len(GRID.domains) and (table["n"] == 5).all()
+    assert len(table) == sum(GRID.comparisons(d) for d in GRID.domains)
+    assert dict(table.groupby("domain")["n"].max()) == dict(table.groupby("domain")["n"].min())
+    assert dict(table.groupby("domain")["n"].max()) == {"sonar": 5, "ct": 5, "aerial": 8,
+                                                        "nuclei": 5, "mri": 5}  # fmt: skip
     for _, r in table.iterrows():
         d, ci, p = _oracle(r["domain"], r["table"], r["grid_row"])
         assert r["d"] == pytest.approx(d, abs=1e-9), (r["domain"], r["table"], r["grid_row"])
@@ -80,9 +84,14 @@ def test_every_interval_is_scipys():
 def test_constructed_differences_get_their_verdicts():
     table = comparisons(ROWS, GRID).set_index(["domain", "table", "grid_row"])
     for domain in GRID.domains:
-        assert table.loc[(domain, "table1", "+CoS+RM+HL"), "verdict"] == "better"  # +3 points
-        cos = table.loc[(domain, "table1", "+CoS"), "verdict"]
-        assert cos == "no difference larger than +-0.5 points"  # true difference 0, tiny noise
+        full = table.loc[(domain, "table4_adaptformer_cobot", "Adaptformer+COBOT"), "verdict"]
+        assert full == "better"  # +3 points
+        if domain in ("nuclei", "mri"):  # Table 4 only
+            assert (domain, "table1", "+CoS") not in table.index
+        else:
+            assert table.loc[(domain, "table1", "+CoS+RM+HL"), "verdict"] == "better"
+            cos = table.loc[(domain, "table1", "+CoS"), "verdict"]
+            assert cos == "no difference larger than +-0.5 points"  # true d 0, tiny noise
         for name in ("Lightweight", "LoRA", "Adaptformer"):  # Freeze is 20 points below
             assert table.loc[(domain, "table4", name), "verdict"] == "better"
 
@@ -92,7 +101,8 @@ def test_sections_count_their_comparisons_and_holm_reads_them():
     families = table.groupby(["domain", "section"])["family"].agg(["first", "size"])
     assert (families["first"] == families["size"]).all()
     assert dict(families.loc["ct"]["size"]) == {"table1": 5, "table2": 1, "table3": 1,
-                                                "fig5": 4, "table4": 6, "controls": 6}  # fmt: skip
+                                                "fig5": 4, "table4": 7, "controls": 6}  # fmt: skip
+    assert dict(families.loc["mri"]["size"]) == {"table4": 7}
     for _, part in table.groupby(["domain", "section"]):
         p = [_oracle(r["domain"], r["table"], r["grid_row"])[2] for _, r in part.iterrows()]
         m, rejected = len(p), set()
@@ -113,7 +123,7 @@ def test_median_half_width_and_forest_data():
             ci = _oracle(domain, r["table"], r["grid_row"])[1]
             scipy_widths.append((ci.high - ci.low) / 2)
         assert widths.loc[domain, "median"] == pytest.approx(np.median(scipy_widths))
-        assert widths.loc[domain, "comparisons"] == 23
+        assert widths.loc[domain, "comparisons"] == GRID.comparisons(domain)
     forest = forest_data(table)
     assert list(forest.columns) == ["domain", "section", "label", "d", "low", "high", "verdict"]
     assert len(forest) == len(table) and np.allclose(forest["d"], table["d"])
@@ -129,11 +139,13 @@ def test_paper_numbers_and_missing_rows():
     assert sonar["paper_set"] == "SONAR" and sonar["paper"] == PAPER_TABLE4["LoRA+COBOT"][4]
     assert sonar["paper_ref"] == PAPER_TABLE4["Freeze"][4]
     assert table.loc[("ct", "table1", "+CoS+RM+HL"), "paper_set"] == "ADOME"
+    nuclei = table.loc[("nuclei", "table4", "LoRA")]  # no paper set beside the real ones
+    assert nuclei["paper_set"] == "—" and np.isnan(nuclei["paper"])
     fewer = [r for r in ROWS if not (r["domain"] == "ct" and r["method"] == "lora")]
     partial = comparisons(fewer, GRID).set_index(["domain", "table", "grid_row"])
     assert partial.loc[("ct", "table4", "LoRA"), "verdict"] == "not run"
     assert np.isnan(partial.loc[("ct", "table4", "LoRA"), "p_holm"])
-    assert partial.loc[("ct", "table4", "Adaptformer"), "family"] == 6  # still a family of 6
+    assert partial.loc[("ct", "table4", "Adaptformer"), "family"] == 7  # still a family of 7
     assert partial.loc[("ct", "table4", "Adaptformer"), "verdict"] == "better"
 
 
@@ -142,8 +154,8 @@ def test_markdown_report_states_what_a_reader_needs():
     for domain in GRID.domains:
         assert f"## {domain} (" in text
     assert "no difference larger than +-0.5 points" in text and "`python -m x report`" in text
-    assert text.count("This table makes 5 paired comparisons") == 3
-    assert text.count("Holm reading:") == 6 * len(GRID.domains)  # 5 paper sections + controls
+    assert text.count("This table makes 5 paired comparisons") == 3  # Table 1, synthetic
+    assert text.count("Holm reading:") == 6 * 3 + 1 * 2  # 5 paper sections + controls; Table 4
     assert "## Median 95% interval half-width per domain (points)" in text
     assert "Runs made by: `cmd`" in text and "CPU: cpu" in text
 
@@ -178,9 +190,9 @@ def test_every_interval_the_readme_quotes_is_in_the_committed_report():
     assert missing == [], missing
 
 
-def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
-    """docs/results/benchmark_protocol.md section 3b prints the constant-vs-cosine validation
-    runs; its tables must be what ``bench_benchmark.py schedules`` makes from the committed runs."""
+def _protocol_page_section(marker: str) -> tuple[str, object, Path]:
+    """(the text between ``<!-- marker: begin/end -->`` on the protocol page, the module
+    benchmarks/bench_benchmark.py, the committed validation runs)."""
     import importlib.util
 
     repo = Path(__file__).resolve().parents[1]
@@ -190,7 +202,26 @@ def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     page = (repo / "docs" / "results" / "benchmark_protocol.md").read_text(encoding="utf-8")
-    shown = page.split("<!-- schedules: begin -->\n")[1].split("\n<!-- schedules: end -->")[0]
-    made = bench.schedule_tables(repo / "docs" / "results" / "benchmark_protocol_runs.jsonl")
+    shown = page.split(f"<!-- {marker}: begin -->\n")[1].split(f"\n<!-- {marker}: end -->")[0]
+    return shown, bench, repo / "docs" / "results" / "benchmark_protocol_runs.jsonl"
+
+
+def test_the_protocol_pages_schedule_tables_are_made_from_the_stored_runs():
+    """docs/results/benchmark_protocol.md section 3b prints the constant-vs-cosine validation
+    runs; its tables must be what ``bench_benchmark.py schedules`` makes from the committed runs."""
+    shown, bench, runs = _protocol_page_section("schedules")
+    made = bench.schedule_tables(runs)
     assert shown == made
     assert "| ct | cosine | lora |" in made and "| aerial | cosine |" in made
+
+
+def test_the_protocol_pages_real_set_table_is_made_from_the_stored_runs():
+    """Section 3c prints the validation runs that chose the real sets' steps and lr; it must be
+    what ``bench_benchmark.py real`` makes from the committed runs, and the grid's protocol for
+    each real set must be one of the runs it shows."""
+    shown, bench, runs = _protocol_page_section("real")
+    made = bench.real_tables(runs)
+    assert shown == made
+    for domain in ("nuclei", "mri"):
+        protocol = GRID.domains[domain]
+        assert f"| {domain} |" in made and f"| {protocol.steps} | {protocol.lr:g} |" in made

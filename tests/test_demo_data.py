@@ -176,3 +176,26 @@ def test_demo_root_and_ensure(tmp_path, monkeypatch):
     (tmp_path / "demo" / "nuclei").mkdir(parents=True)
     (tmp_path / "demo" / "nuclei" / "dataset.json").write_text("{}")
     assert ensure_demo_data("nuclei") == tmp_path / "demo" / "nuclei"  # present: not rebuilt
+
+
+def test_dense_mri_test_split_adds_the_skipped_slices_inside_test_blocks_only(tmp_path):
+    raw = _mri_phantom(tmp_path)
+    sparse = bdd.build_mri(tmp_path / "sparse", raw)["slices_per_split"]
+    dense = bdd.build_mri(tmp_path / "dense", raw, dense_test=True)["slices_per_split"]
+    assert dense["train"] == sparse["train"] and dense["val"] == sparse["val"]
+    assert set(sparse["test"]) < set(dense["test"])  # the same blocks, more slices
+    for block_start, block_end in ((min(sparse["test"]), max(sparse["test"])),):
+        assert block_start <= min(dense["test"]) and max(dense["test"]) <= block_end
+    between = [z for z in range(min(sparse["test"]), max(sparse["test"]) + 1)]
+    assert set(dense["test"]) <= set(between)
+    others = dense["train"] + dense["val"]
+    gap = min(abs(i - j) for i in dense["test"] for j in others)
+    assert gap >= 2 * bdd.MRI_STEP, f"a test slice is only {gap} slices from train/val"
+
+
+def test_every_slice_of_blocks_fills_each_run_of_sampled_slices():
+    usable = list(range(10, 40))
+    sampled = usable[::2]  # 10, 12, ..., 38
+    # two blocks: 14-18 (consecutive samples) and 30-32; 22 stands alone
+    got = bdd.every_slice_of_blocks([14, 16, 18, 22, 30, 32], sampled, usable)
+    assert got == [14, 15, 16, 17, 18, 22, 30, 31, 32]

@@ -67,10 +67,13 @@ def test_05_table_row_and_seed_the_grid_does_not_have():
             "rerun_table": "table1", "rerun_row": "+CoS+RM+HL", "rerun_domain": "aerial",
             "rerun_seed": 0}  # fmt: skip
     assert set(check_benchmark(good)["grid"].tables) >= {"table1", "controls_cos"}
-    bad = {**good, "panel_table": "table9", "rerun_row": "+XY", "rerun_seed": 7}
+    bad = {**good, "panel_table": "table9", "rerun_row": "+XY", "rerun_seed": 9}
     with pytest.raises(ParameterError) as err:
         check_benchmark(bad)
     text = str(err.value)
     assert "panel_table = 'table9': not a table of configs/benchmark/grid.yaml" in text
     assert "rerun_row = '+XY': not a row of table1" in text
-    assert "rerun_seed = 7: not a seed of the grid [0, 1, 2, 3, 4]" in text
+    assert "rerun_seed = 9: not a seed of aerial in the grid [0, 1, 2, 3, 4, 5, 6, 7]" in text
+    assert check_benchmark({**good, "rerun_seed": 7})["rerun_seed"] == 7  # aerial runs 8 seeds
+    with pytest.raises(ParameterError, match="rerun_seed = 7: not a seed of sonar"):
+        check_benchmark({**good, "rerun_domain": "sonar", "rerun_seed": 7})

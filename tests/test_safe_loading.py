@@ -40,7 +40,7 @@ from cobot_lib.engine.checkpoint import CHECKPOINT_NAME, CheckpointError
 from cobot_lib.engine.config import ConfigError, load_config
 from cobot_lib.engine.evaluation import check_adapter_run
 from cobot_lib.engine.trainer import Trainer
-from cobot_lib.experiments.ablations import read_results
+from cobot_lib.experiments.benchmark.runner import JSONL, read_rows
 from cobot_lib.experiments.sweep import SweepError, load_results, load_sweep
 from cobot_lib.peft import apply_peft, load_adapter, save_adapter
 
@@ -216,10 +216,10 @@ def test_sweep_table_never_unpickles(tmp_path, marker):
     assert str(bomb) in str(info.value)
 
 
-def test_ablation_table_never_unpickles(tmp_path, marker):
-    bomb = pickle_bomb(tmp_path / "ablations.csv", marker)
+def test_benchmark_results_never_unpickle(tmp_path, marker):
+    bomb = pickle_bomb(tmp_path / "benchmark" / JSONL, marker)
     with pytest.raises(ValueError) as info:
-        read_results(bomb)
+        read_rows(tmp_path / "benchmark")
     assert str(bomb) in str(info.value)
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
-__all__ = ["DEMO_NAMES", "data_dir", "demo_root", "ensure_demo_data"]
+__all__ = ["DEMO_NAMES", "data_dir", "demo_builder", "demo_root", "ensure_demo_data"]
 
 DEMO_NAMES = ("nuclei", "mri")
 _REPO = Path(__file__).resolve().parents[2]
@@ -30,17 +31,22 @@ def demo_root(name: str) -> Path:
     return data_dir() / "demo" / name
 
 
-def ensure_demo_data(name: str) -> Path:
-    """``demo_root(name)``, built first if it is missing (its dataset.json is written last)."""
-    root = demo_root(name)
-    if (root / "dataset.json").is_file():
-        return root
+def demo_builder() -> ModuleType:
+    """The module ``data_scripts/build_demo_data.py`` (a script, not a package), loaded."""
     if not _SCRIPT.is_file():
         raise FileNotFoundError(
-            f"demo set {name!r} is missing at {root} and the builder {_SCRIPT} is not there; "
+            f"the demo-set builder {_SCRIPT} is not there; "
             "run data_scripts/build_demo_data.py from a checkout of the project"
         )
     spec = importlib.util.spec_from_file_location("build_demo_data", _SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.build(name, root)
+    return module
+
+
+def ensure_demo_data(name: str) -> Path:
+    """``demo_root(name)``, built first if it is missing (its dataset.json is written last)."""
+    root = demo_root(name)
+    if (root / "dataset.json").is_file():
+        return root
+    return demo_builder().build(name, root)

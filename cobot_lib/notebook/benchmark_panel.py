@@ -28,7 +28,7 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..data.domains import ensure_domain
+from ..data.benchmark_sets import ensure_benchmark_domain
 from ..experiments.benchmark.grid import KEY, BenchmarkPoint, Grid, index_rows, key_of, run_point
 from ..experiments.benchmark.report import (
     METRIC_NAMES,
@@ -47,7 +47,7 @@ _LABEL = {"description_width": "initial"}
 
 def run_here(point: BenchmarkPoint) -> dict[str, Any]:
     """Train and score ``point`` in this process on its domain (rendered first when missing)."""
-    return run_point(point, ensure_domain(point.domain))
+    return run_point(point, ensure_benchmark_domain(point.domain))
 
 
 def _table_label(table: str) -> str:

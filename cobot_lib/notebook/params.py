@@ -32,10 +32,10 @@ from typing import Any
 from ..backbone.foundation import foundation_checkpoint_path
 from ..backbone.sam import MODEL_TYPES
 from ..data.base import PROMPTS
-from ..data.domains import DOMAINS
+from ..data.benchmark_sets import BENCHMARK_DOMAINS
 from ..engine.config import DataSection
-from ..experiments.ablations import resolve_path
 from ..experiments.benchmark import JSONL, load_grid
+from ..files import resolve_path
 from ..peft.config import COBOT_CHOICES, DEFAULT_RANK, METHODS, PEFT_METHODS, CobotConfig
 
 __all__ = [
@@ -358,7 +358,7 @@ def check_finetune(namespace: Mapping[str, Any]) -> FinetuneRun:
 def check_benchmark(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """Notebook 05: the stored benchmark results and grid, the panel's first choice and the
     re-run check (a table, row, domain and seed that the grid file really has)."""
-    domains = tuple(DOMAINS)
+    domains = BENCHMARK_DOMAINS
     params = check_params(namespace, {
         "results_dir": Param(str, check=lambda v: (resolve_path(v) / JSONL).is_file(),
                              check_message=f"a folder holding {JSONL} (make it: python -m "

@@ -36,8 +36,6 @@ __all__ = [
     "overlay",
     "cube_rotation_figure",
     "cobot_block_diagram",
-    "difference_figure",
-    "fig5_figure",
     "forest_figure",
 ]
 
@@ -365,48 +363,6 @@ def cube_rotation_figure(
         height=480,
         margin={"l": 0, "r": 0, "t": 50, "b": 0},
     )
-    return fig
-
-
-# ---- notebook 05: the ablations beside the paper (data: experiments.ablation_report) ----------
-
-
-def difference_figure(comparison: pd.DataFrame, title: str) -> go.Figure:
-    """Per demo set: the miniature's difference to the reference row (± 2 se) beside the
-    paper's (the first paired paper set), one bar pair per table row."""
-    datasets = list(dict.fromkeys(comparison["dataset"]))
-    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
-    for col, dataset in enumerate(datasets, 1):
-        part = comparison[(comparison["dataset"] == dataset) & (comparison["vs"] != "")]
-        labels = [f"{r} − {v}" if len(set(part["vs"])) > 1 else r
-                  for r, v in zip(part["row"], part["vs"], strict=True)]  # fmt: skip
-        paper = [float(str(t).split(" / ")[0]) for t in part["paper d"]]
-        first = col == 1
-        fig.add_bar(x=labels, y=part["d"], name="miniature d (± 2 se)", marker_color="#f58518",
-                    error_y={"type": "data", "array": 2 * part["se"]}, showlegend=first,
-                    row=1, col=col)  # fmt: skip
-        fig.add_bar(x=labels, y=paper, name=f"paper d ({part['paper'].iloc[0].split(' / ')[0]}"
-                    f"{', ...' if ' / ' in part['paper'].iloc[0] else ''})",
-                    marker_color="#4c78a8", showlegend=True, row=1, col=col)  # fmt: skip
-    fig.update_layout(title=title, barmode="group", height=420,
-                      yaxis_title="difference to the reference row (points)")  # fmt: skip
-    return fig
-
-
-def fig5_figure(fig5: pd.DataFrame) -> go.Figure:
-    """Fig. 5 in miniature: score against V, Adaptformer and Adaptformer+COBOT, per demo set."""
-    datasets = list(dict.fromkeys(fig5["dataset"]))
-    fig = make_subplots(rows=1, cols=len(datasets), subplot_titles=datasets)
-    for col, dataset in enumerate(datasets, 1):
-        part = fig5[fig5["dataset"] == dataset]
-        for column, name, colour in (("plain_mean", "Adaptformer", "#4c78a8"),
-                                     ("cobot_mean", "Adaptformer+COBOT", "#f58518")):  # fmt: skip
-            fig.add_scatter(x=part["V"], y=part[column], name=name, mode="lines+markers",
-                            line={"color": colour}, showlegend=col == 1,
-                            row=1, col=col)  # fmt: skip
-        fig.update_xaxes(type="log", tickvals=list(part["V"]), title="V", row=1, col=col)
-    fig.update_layout(title="Fig. 5 in miniature: hidden size V", height=420,
-                      yaxis_title="mIoU (nuclei) / DSC (mri), %")  # fmt: skip
     return fig
 
 

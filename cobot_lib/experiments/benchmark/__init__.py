@@ -1,5 +1,6 @@
 """The powered miniature benchmark (issue 15): Tables 1-3, Fig. 5 and Table 4's rows on the
-synthetic domains (``data.domains``), 5 seeds, paired 95% t-intervals.
+synthetic domains (``data.domains``) and Table 4 on the two real demo sets
+(``data.benchmark_sets``), 5 or more seeds, paired 95% t-intervals.
 
     python -m cobot_lib.experiments.benchmark run --out docs/results/benchmark --jobs 2
     python -m cobot_lib.experiments.benchmark report --results docs/results/benchmark \
@@ -22,7 +23,8 @@ from .grid import (
     point_config,
     run_point,
 )
-from .report import PAPER_TABLE4, comparisons, forest_data, markdown_report
+from .paper import PAPER_TABLE4
+from .report import comparisons, forest_data, markdown_report
 from .runner import JSONL, read_rows, run_grid, select_points
 
 __all__ = [

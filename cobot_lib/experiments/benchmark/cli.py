@@ -14,8 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ...files import atomic_write
-from ..ablations import resolve_path
+from ...files import atomic_write, resolve_path
 from .grid import load_grid
 from .report import markdown_report
 from .runner import JSONL, read_rows, run_grid, select_points

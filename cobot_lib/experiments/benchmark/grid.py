@@ -13,7 +13,7 @@ Tables 1, 2, 3 and Fig. 5) is one run per domain and seed.
 
 A point is trained for ``steps`` Adam steps on the domain's train split, one image per step, and
 scored once on ``eval_split`` (the test split in the grid, the validation split while tuning)
-with the last step's weights (no model selection, as in ``experiments.ablations``). One torch
+with the last step's weights (no model selection). One torch
 thread; every random draw seeded by ``seed`` (sample order, box jitter, dropout, adapter init,
 the fixed relation matrix), so the same seed gives the same images, order and jitter to every
 row: the pairing ``experiments.statistics`` relies on.
@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ...data.benchmark_sets import BENCHMARK_DOMAINS
 from ...engine.config import TrainConfig, config_from_dict, parse_yaml, peft_section
 from ...engine.schedule import SCHEDULES
 from ...engine.trainer import run_experiment
@@ -225,6 +226,9 @@ def _domain(
 ) -> tuple[DomainProtocol, tuple[int, ...] | None, tuple[str, ...] | None]:
     """A grid file's ``domains.<name>`` entry: its protocol, and its own seeds and tables
     (None: the grid's)."""
+    if name not in BENCHMARK_DOMAINS:
+        raise ValueError(f"{path}: domains.{name}: unknown benchmark domain {name!r}; expected "
+                         f"one of {list(BENCHMARK_DOMAINS)}")  # fmt: skip
     entry = dict(entry) if isinstance(entry, dict) else entry
     seeds = tables = None
     if isinstance(entry, dict) and "seeds" in entry:

@@ -5,19 +5,19 @@ paired differences, verdicts, the family-wise reading and the paper's numbers be
     text = markdown_report(rows, grid)            # docs/results/benchmark.md
     forest = forest_data(table)                   # notebook.viz.forest_figure(forest, bound)
 
-Scores are in points (percent) of the domain's metric (``data.domains``: DSC for ct, mIoU for
-sonar and aerial). Each table row is compared with its table's first row seed by seed
-(``statistics``: d_s = row_s - reference_s, the 95% t-interval of their mean, the verdict with
-the grid's equivalence bound). Freeze trains nothing and ran once per domain: a comparison with
-it pairs every seed with its one score. A *section* is one of the paper's tables: the grid's
-tables named ``fig5_*`` form Fig. 5 and ``table4*`` form Table 4; its m comparisons are one
-family, read with Holm-adjusted p-values (over the section) and Bonferroni intervals.
+Scores are in points (percent) of the domain's metric (``data.benchmark_sets``: DSC for ct and
+mri, mIoU for sonar, aerial and nuclei). Each table row is compared with its table's first row
+seed by seed (``statistics``: d_s = row_s - reference_s, the 95% t-interval of their mean, the
+verdict with the grid's equivalence bound). Freeze trains nothing and ran once per domain: a
+comparison with it pairs every seed with its one score. A *section* is one of the paper's tables:
+the grid's tables named ``fig5_*`` form Fig. 5 and ``table4*`` form Table 4; its m comparisons are
+one family, read with Holm-adjusted p-values (over the section) and Bonferroni intervals.
 
 Paired paper sets (the paper's numbers are data here; METHOD.md sections 4-5): Tables 1-3 report
 ADOME, NWPU and TRCAN: ct stands beside ADOME (abdominal CT, DSC), aerial beside NWPU (remote
 sensing), sonar beside TRCAN (the only underwater set of Tables 1-3). Table 4 has a SONAR
 column: sonar stands beside SONAR, ct beside ADOME, aerial beside NWPU. Fig. 5 prints no
-numbers, only a claim (``ablation_report.FIG5_CLAIM``).
+numbers, only a claim (``paper.FIG5_CLAIM``).
 """
 
 from __future__ import annotations
@@ -28,15 +28,23 @@ from typing import Any
 
 import pandas as pd
 
-from ...data.domains import DOMAINS
-from ..ablation_report import FIG5_CLAIM, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, TABLE1
+from ...data.benchmark_sets import benchmark_metric
 from ..statistics import holm, multiplicity_note, paired_differences, t_interval, verdict
 from .grid import BenchmarkPoint, Grid, index_rows, key_of
+from .paper import (
+    FIG5_CLAIM,
+    PAPER_SETS,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    PAPER_TABLE3,
+    PAPER_TABLE4,
+    TABLE1_ROWS,
+    TABLE2_ROWS,
+    TABLE3_ROWS,
+    TABLE4_SETS,
+)
 
 __all__ = [
-    "PAPER_SETS",
-    "PAPER_TABLE4",
-    "TABLE4_SETS",
     "SECTIONS",
     "section_of",
     "metric_of",
@@ -50,22 +58,6 @@ __all__ = [
     "markdown_report",
 ]
 
-#: Table 4's columns (METHOD.md section 5).
-TABLE4_SETS = ("COCO", "TRCAN", "NWPU", "SSDD", "SONAR", "ADOME", "SPLEN", "MOMO", "BRAST",
-               "SEGRAP")  # fmt: skip
-#: Table 4 of the paper (%, ViT-B), one value per set of TABLE4_SETS, by the grid's row names
-#: (checked against the paper's text). The paper's "Avg" column is not the mean of these for
-#: three rows: LoRA 81.1 (mean 81.24), LoRA+COBOT 81.8 (81.92), Adaptformer+COBOT 83.6 (83.49).
-PAPER_TABLE4 = {
-    "Freeze": (53.0, 53.9, 59.6, 63.2, 34.5, 23.5, 24.3, 24.3, 60.1, 10.5),
-    "Lightweight": (70.4, 70.3, 80.5, 80.2, 79.8, 86.0, 93.4, 86.3, 85.1, 67.8),
-    "LoRA": (71.8, 72.8, 81.8, 80.7, 82.8, 88.0, 94.4, 86.6, 84.8, 68.7),
-    "LoRA+COBOT": (72.1, 73.1, 82.5, 81.2, 84.6, 88.7, 94.9, 86.7, 85.3, 70.1),
-    "Adaptformer": (71.7, 73.3, 83.0, 81.9, 84.1, 90.1, 94.8, 87.6, 85.8, 72.1),
-    "Adaptformer+COBOT": (72.2, 74.1, 84.0, 82.4, 84.9, 91.3, 96.4, 89.2, 87.3, 73.1),
-}
-#: The paper set beside each domain: (in Tables 1-3, in Table 4).
-PAPER_SETS = {"sonar": ("TRCAN", "SONAR"), "ct": ("ADOME", "ADOME"), "aerial": ("NWPU", "NWPU")}
 #: The paper's tables, in the report's order: section -> title.
 SECTIONS = {
     "table1": "Table 1 (COBOT's components on Adaptformer)",
@@ -84,7 +76,7 @@ def section_of(table: str) -> str:
 
 def metric_of(domain: str) -> str:
     """The results column of ``domain``'s reported metric: 'mdsc' (DSC) or 'miou'."""
-    return "mdsc" if DOMAINS[domain].metric == "dsc" else "miou"
+    return "mdsc" if benchmark_metric(domain) == "dsc" else "miou"
 
 
 #: How a results column is named in the text: DSC, mIoU.
@@ -110,10 +102,10 @@ def _paper(section: str, name: str, domain: str) -> float:
     if domain not in PAPER_SETS:
         return math.nan
     ablations, table4 = PAPER_SETS[domain]
-    if section == "table1" and name in TABLE1:
-        return PAPER_TABLE1[ablations][list(TABLE1).index(name)]
-    for which, data in (("table2", PAPER_TABLE2), ("table3", PAPER_TABLE3)):
-        rows = {"table2": ("Fixed", "Learnable"), "table3": ("Linear", "HL")}[which]
+    if section == "table1" and name in TABLE1_ROWS:
+        return PAPER_TABLE1[ablations][TABLE1_ROWS.index(name)]
+    for which, data, rows in (("table2", PAPER_TABLE2, TABLE2_ROWS),
+                              ("table3", PAPER_TABLE3, TABLE3_ROWS)):  # fmt: skip
         if section == which and name in rows:
             return data[ablations][rows.index(name)][0]
     if section == "table4" and name in PAPER_TABLE4:
@@ -286,6 +278,17 @@ def _section_lines(part: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _metric_list(grid: Grid) -> str:
+    """'DSC for ct and mri, mIoU for sonar, aerial and nuclei' for the grid's domains."""
+    parts = []
+    for metric, name in METRIC_NAMES.items():
+        names = [d for d in grid.domains if metric_of(d) == metric]
+        if names:
+            listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+            parts.append(f"{name} for {listed}")
+    return ", ".join(parts)
+
+
 def markdown_report(
     rows: Sequence[Mapping[str, Any]], grid: Grid, source: str = "", command: str = ""
 ) -> str:
@@ -302,8 +305,9 @@ def markdown_report(
         "Runs made by: " + "; ".join(f"`{c}`" for c in facts["command"]) + ".",
         f"Commits: {', '.join(facts['commit']) or '—'}. CPU: {', '.join(facts['cpu']) or '—'} "
         f"(one torch thread per process). torch: {', '.join(facts['torch']) or '—'}.", "",
-        "Values in points (%) of the domain's metric (DSC for ct, mIoU for sonar and aerial), on "
-        "the test split. Per row: its mean over seeds ± the half-width of its own 95% "
+        f"Values in points (%) of the domain's metric ({_metric_list(grid)}), on the test split. "
+        "A domain runs the tables its grid entry lists (default: all) with its own seeds. "
+        "Per row: its mean over seeds ± the half-width of its own 95% "
         "t-interval; d = the mean per-seed difference to the reference row (same seed = same "
         "images, order, box jitter), with its 95% Student-t interval. Verdict: 'better' / "
         "'worse' when the interval excludes 0, 'no difference larger than "

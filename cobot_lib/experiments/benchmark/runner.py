@@ -13,7 +13,7 @@ the configuration, the protocol, the split), its scores and seconds, and how it 
 
 A point whose ``KEY`` values are already in ``results.jsonl`` is skipped; a point of a changed
 protocol (steps, lr, ...) is another key and runs. The domains are rendered first when missing
-(``data.domains.ensure_domain``), in this process, before any worker starts.
+(``data.benchmark_sets.ensure_benchmark_domain``), in this process, before any worker starts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ...data.domains import ensure_domain
+from ...data.benchmark_sets import ensure_benchmark_domain
 from ...files import atomic_write, remove_orphans
 from ...machine import cpu_name
 from .grid import KEY, BenchmarkPoint, Grid, key_of, run_point
@@ -71,13 +71,18 @@ def select_points(
 
 
 def read_rows(folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of ``folder/results.jsonl`` (none when it is missing); a line that is not a JSON
-    object with every KEY column is a ValueError naming the file and line."""
+    """The rows of ``folder/results.jsonl`` (none when it is missing); a file that is not UTF-8
+    or a line that is not a JSON object with every KEY column is a ValueError naming the file
+    (and line). JSON only: nothing in the file can run code."""
     path = Path(folder) / JSONL
     if not path.is_file():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (JSON lines): {exc}") from None
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -149,7 +154,7 @@ def run_grid(
         return rows
     roots = {}
     for domain in dict.fromkeys(p.domain for p in todo):
-        roots[domain] = ensure_domain(domain, Path(data) / domain if data else None)
+        roots[domain] = ensure_benchmark_domain(domain, Path(data) / domain if data else None)
     made = {"command": command, "commit": git_commit(), "cpu": cpu_name(),
             "torch": torch.__version__, "threads": 1}  # fmt: skip
     start, failed = time.perf_counter(), []

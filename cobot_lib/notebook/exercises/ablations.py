@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ...experiments.ablations import resolve_path
 from ...experiments.benchmark import comparisons, load_grid, read_rows
+from ...files import resolve_path
 
 RESULTS = "docs/results/benchmark"
 GRID = "configs/benchmark/grid.yaml"
