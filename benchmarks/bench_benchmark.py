@@ -74,7 +74,9 @@ def schedule_tables(path: Path) -> str:
     steps = {d: p.steps for d, p in load_grid(GRID).domains.items()}
     by: dict[tuple, dict[int, float]] = {}
     for r in runs:
-        if "mdsc" not in r or r.get("lr") != 1e-3 or r["steps"] != steps[r["domain"]]:
+        if r["domain"] not in DOMAINS or "mdsc" not in r:  # the synthetic domains' runs
+            continue
+        if r.get("lr") != 1e-3 or r["steps"] != steps[r["domain"]]:
             continue
         key = (r["domain"], r.get("schedule", "constant"), r["method"], r["cobot"])
         by.setdefault(key, {})[r["seed"]] = 100 * r[metric_of(r["domain"])]

@@ -13,6 +13,7 @@ from cobot_lib.experiments.benchmark import BenchmarkPoint, index_rows, key_of, 
 from cobot_lib.experiments.benchmark.paper import PAPER_TABLE4
 from cobot_lib.experiments.benchmark.report import (
     comparisons,
+    cost,
     forest_data,
     half_widths,
     markdown_report,
@@ -27,6 +28,11 @@ EFFECTS = {BASE: 0.0, FULL: 3.0, "Adaptformer+CoS V=16": 0.0, "Freeze (zero-shot
 #: +CoS - base (true difference 0) has an interval far inside +-0.5: "no difference".
 NOISE = {BASE: 0.01, "Adaptformer+CoS V=16": 0.01}
 LEVEL = {"sonar": 70.0, "ct": 80.0, "aerial": 30.0, "nuclei": 85.0, "mri": 60.0}
+#: A run's seconds: 30 s, except the control rows' configurations (issue 16) and Freeze.
+SECONDS = {"Freeze (zero-shot)": 6.0, "Adaptformer V=16 (A x2)": 60.0,
+           "Adaptformer+CoS+RM+Linear V=16 (Linear init like HL)": 60.0,
+           "Adaptformer+CoS+RM+HL V=16 (HL init orthogonal)": 60.0,
+           "Adaptformer+CoS+RM+HL V=16 (c perturbed)": 60.0}  # fmt: skip
 METRIC = {"sonar": "miou", "ct": "mdsc", "aerial": "miou", "nuclei": "miou", "mri": "mdsc"}
 
 
@@ -42,7 +48,8 @@ def _synthetic():
         truth[point.domain, label, point.seed] = score
         other = "mdsc" if METRIC[point.domain] == "miou" else "miou"
         rows.append({**point.columns(), METRIC[point.domain]: score / 100, other: 0.0,
-                     "command": "cmd", "commit": "abc", "cpu": "cpu", "torch": "2"})  # fmt: skip
+                     "seconds": SECONDS.get(label, 30.0), "command": "cmd", "commit": "abc",
+                     "cpu": "cpu", "torch": "2"})  # fmt: skip
     return rows, truth
 
 
@@ -149,6 +156,21 @@ def test_paper_numbers_and_missing_rows():
     assert partial.loc[("ct", "table4", "Adaptformer"), "verdict"] == "better"
 
 
+def test_cost_sums_each_domains_runs_and_parts_out_the_controls():
+    spent = cost(ROWS, GRID)
+    # a synthetic domain: Freeze once, 17 paper configurations and 4 control-only ones per seed
+    for domain, seeds in (("sonar", 5), ("aerial", 8)):
+        assert spent.loc[domain, "points"] == spent.loc[domain, "run"] == 1 + 21 * seeds
+        minutes = (6 + seeds * (17 * 30 + 4 * 60)) / 60
+        assert spent.loc[domain, "minutes"] == pytest.approx(minutes)
+        assert spent.loc[domain, "controls_minutes"] == pytest.approx(seeds * 4 * 60 / 60)
+        assert spent.loc[domain, "wall_minutes"] == pytest.approx(minutes / 2)
+    assert spent.loc["mri", "minutes"] == pytest.approx((6 + 5 * 5 * 30) / 60)  # Table 4 only
+    assert spent.loc["mri", "controls_minutes"] == 0
+    fewer = cost([r for r in ROWS if r["domain"] != "ct" or r["method"] != "lora"], GRID)
+    assert fewer.loc["ct", "run"] == fewer.loc["ct", "points"] - 10  # LoRA, LoRA+COBOT x 5
+
+
 def test_markdown_report_states_what_a_reader_needs():
     text = markdown_report(ROWS, GRID, "results", "python -m x report")
     for domain in GRID.domains:
@@ -158,6 +180,8 @@ def test_markdown_report_states_what_a_reader_needs():
     assert text.count("Holm reading:") == 6 * 3 + 1 * 2  # 5 paper sections + controls; Table 4
     assert "## Median 95% interval half-width per domain (points)" in text
     assert "Runs made by: `cmd`" in text and "CPU: cpu" in text
+    assert "## Cost (sum of the runs' wall times, one thread each)" in text
+    assert "| mri | 26 of 26 | 12.6 | 0.0 | 6.3 |" in text  # (6 + 25 x 30) s
 
 
 def test_the_committed_report_is_made_from_the_committed_results():

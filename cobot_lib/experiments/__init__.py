@@ -1,4 +1,4 @@
-"""Layer 6, experiments: sweeps, ablations, parameter-space analyses and their tables.
+"""Layer 6, experiments: sweeps, the powered benchmark, parameter-space analyses and their tables.
 
 Imports from the layers below it (up to engine).
 """

@@ -1,4 +1,4 @@
-"""Layer 7, notebook: figures, the ablation panel, notebook parameter checks and the walkthrough
+"""Layer 7, notebook: figures, the benchmark panel, notebook parameter checks and the walkthrough
 runner.
 
 Imports from every layer below it; nothing in cobot_lib imports it.

@@ -53,6 +53,7 @@ __all__ = [
     "comparisons",
     "forest_data",
     "half_widths",
+    "cost",
     "verdict_lines",
     "section_frame",
     "markdown_report",
@@ -212,6 +213,26 @@ def half_widths(table: pd.DataFrame) -> pd.DataFrame:
                          "min": grouped.min(), "max": grouped.max()})  # fmt: skip
 
 
+def cost(rows: Sequence[Mapping[str, Any]], grid: Grid, jobs: int = 2) -> pd.DataFrame:
+    """Per domain: the grid's points, the sum of their ``seconds`` (each run's wall time, one
+    thread) in minutes, the part spent on configurations only issue 16's control tables run,
+    and that sum / ``jobs``: the wall time the domain takes on ``jobs`` one-thread workers."""
+    index, out = index_rows(rows), {}
+    for domain in grid.domains:
+        paper = {tuple(BenchmarkPoint.of(domain, 0, grid.domains[domain], **spec).row().values())
+                 for table, specs in grid.tables_of(domain).items()
+                 if section_of(table) != "controls" for spec in specs.values()}  # fmt: skip
+        points = [p for p in grid.points() if p.domain == domain]
+        found = [(p, index.get(key_of(p.columns()))) for p in points]
+        seconds = [float(r["seconds"]) for _, r in found if r is not None]
+        controls = [float(r["seconds"]) for p, r in found
+                    if r is not None and tuple(p.row().values()) not in paper]  # fmt: skip
+        out[domain] = {"points": len(points), "run": len(seconds),
+                       "minutes": sum(seconds) / 60, "controls_minutes": sum(controls) / 60,
+                       "wall_minutes": sum(seconds) / 60 / jobs}  # fmt: skip
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
 def section_frame(table: pd.DataFrame, section: str) -> pd.DataFrame:
     """One paper table's comparisons (rows of ``comparisons``) for reading in a notebook: domain,
     row, vs, seeds, the row's mean ± 95%, d [95% interval] (points), verdict, Holm p and the
@@ -322,6 +343,22 @@ def markdown_report(
     for domain, r in half_widths(table).iterrows():
         out.append(f"| {domain} | {METRIC_NAMES[metric_of(domain)]} | {int(r['comparisons'])} | "
                    f"{_num(r['median'])} | {_num(r['min'])} | {_num(r['max'])} |")  # fmt: skip
+    spent = cost(rows, grid)
+    out += ["", "## Cost (sum of the runs' wall times, one thread each)", "",
+            "| domain | points | run-minutes | of which issue 16's controls | / 2 workers |",
+            "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for domain, r in spent.iterrows():
+        out.append(f"| {domain} | {int(r['run'])} of {int(r['points'])} | {r['minutes']:.1f} | "
+                   f"{r['controls_minutes']:.1f} | {r['wall_minutes']:.1f} |")  # fmt: skip
+    total = spent.sum()
+    out += [
+        f"| all | {int(total['run'])} of {int(total['points'])} | {total['minutes']:.1f} | "
+        f"{total['controls_minutes']:.1f} | {total['wall_minutes']:.1f} |",
+        "",
+        "A run's seconds are its own wall clock (build, train, score) and grow when the "
+        "machine is shared; the last column is the grid's wall time on two free cores "
+        "with two one-thread workers, before the seconds each worker spends starting.",
+    ]
     for domain in grid.domains:
         ablations, table4 = PAPER_SETS.get(domain, ("no paper set", "no paper set"))
         name = METRIC_NAMES[metric_of(domain)]
