@@ -12,11 +12,11 @@ the point's PeftConfig. A row that appears in several tables (the full COBOT at 
 Tables 1, 2, 3 and Fig. 5) is one run per domain and seed.
 
 A point is trained for ``steps`` Adam steps on the domain's train split, one image per step, and
-scored once on ``eval_split`` (the test split in the grid, the validation split while tuning)
-with the last step's weights (no model selection). One torch
-thread; every random draw seeded by ``seed`` (sample order, box jitter, dropout, adapter init,
-the fixed relation matrix), so the same seed gives the same images, order and jitter to every
-row: the pairing ``experiments.statistics`` relies on.
+scored once on ``eval_split`` (the test split in the grid, the validation split while tuning) with
+the last step's weights (no model selection). One torch thread; every random draw seeded by
+``seed`` (sample order, box jitter, dropout, adapter init, the fixed relation matrix), so the same
+seed gives the same images, order and jitter to every row: the pairing ``experiments.statistics``
+relies on.
 """
 
 from __future__ import annotations
@@ -235,7 +235,8 @@ def _domain(
         seeds = _seeds(entry.pop("seeds"), f"{path}: domains.{name}.seeds")
     if isinstance(entry, dict) and "tables" in entry:
         tables = entry.pop("tables")
-        if not isinstance(tables, list) or not tables or not set(tables) <= set(table_names):
+        listed = isinstance(tables, list) and tables and all(isinstance(t, str) for t in tables)
+        if not listed or not set(tables) <= set(table_names):
             raise ValueError(f"{path}: domains.{name}.tables must list tables of the grid "
                              f"({table_names}), got {tables!r}")  # fmt: skip
         tables = tuple(tables)
@@ -255,6 +256,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
         raise ValueError(f"{path}: equivalence_bound must be a number of points > 0, got {bound!r}")
     if not isinstance(data["domains"], dict) or not data["domains"]:
         raise ValueError(f"{path}: domains must map domain names to their protocols")
+    if not isinstance(data["tables"], dict):
+        raise ValueError(f"{path}: tables must map table names to their rows")
     seeds = _seeds(data["seeds"], f"{path}: seeds")
     domains, domain_seeds, domain_tables = {}, {}, {}
     for name, entry in data["domains"].items():

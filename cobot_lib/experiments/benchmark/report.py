@@ -65,7 +65,7 @@ SECTIONS = {
     "table2": "Table 2 (relation matrix fixed vs learnable)",
     "table3": "Table 3 (dense vs hyper-complex head)",
     "fig5": "Fig. 5 (hidden size V)",
-    "table4": "Table 4 (every method against Freeze; LoRA+COBOT against LoRA)",
+    "table4": "Table 4 (every method against Freeze; each +COBOT against its base method)",
     "controls": "Controls (issue 16: initial scale, head initialisation, base coefficients)",
 }
 
