@@ -384,8 +384,9 @@ def forest_figure(forest: pd.DataFrame, bound: float) -> go.Figure:
                         marker={"color": marker}, showlegend=False, row=1, col=col)  # fmt: skip
         for x, dash in ((0.0, "solid"), (-bound, "dash"), (bound, "dash")):
             fig.add_vline(x=x, line={"dash": dash, "color": "grey", "width": 1}, row=1, col=col)
-        fig.update_xaxes(title="difference (points)", row=1, col=col)
+    fig.update_xaxes(title="difference (points)", row=1, col=(len(domains) + 1) // 2)
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title="Paired differences with 95% intervals (green better, red worse)",
-                      height=max(400, 22 * forest["label"].nunique() + 120))  # fmt: skip
+                      height=max(400, 22 * forest["label"].nunique() + 120),
+                      width=max(700, 360 + 180 * len(domains)))  # fmt: skip
     return fig
