@@ -16,8 +16,9 @@ one family, read with Holm-adjusted p-values (over the section) and Bonferroni i
 Paired paper sets (the paper's numbers are data here; METHOD.md sections 4-5): Tables 1-3 report
 ADOME, NWPU and TRCAN: ct stands beside ADOME (abdominal CT, DSC), aerial beside NWPU (remote
 sensing), sonar beside TRCAN (the only underwater set of Tables 1-3). Table 4 has a SONAR
-column: sonar stands beside SONAR, ct beside ADOME, aerial beside NWPU. Fig. 5 prints no
-numbers, only a claim (``paper.FIG5_CLAIM``).
+column: sonar stands beside SONAR, ct beside ADOME, aerial beside NWPU; the real sets (nuclei,
+mri) have no paper set beside them. Fig. 5 prints no numbers, only a claim
+(``paper.FIG5_CLAIM``).
 """
 
 from __future__ import annotations
