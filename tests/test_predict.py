@@ -21,7 +21,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from cobot_lib.data import write_dataset_json, write_mask, write_splits
-from cobot_lib.data.demo import demo_root
+from cobot_lib.data.demo import demo_root, ensure_demo_data
 from cobot_lib.data.inputs import plan_inputs
 from cobot_lib.data.layout import write_image
 from cobot_lib.data.nifti import nifti_to_slices
@@ -89,15 +89,10 @@ def _coco_masks(path):
     return coco, out
 
 
-def _sources():
-    yield "toy"
-    if (NUCLEI / "dataset.json").is_file():
-        yield "nuclei"
-
-
-@pytest.mark.parametrize("source", list(_sources()))
+@pytest.mark.parametrize("source", ["toy", "nuclei"])
 def test_box_prompts_reproduce_evaluates_masks_exactly(tmp_path, source):
-    root = _toy_dataset(tmp_path / "toy") if source == "toy" else NUCLEI
+    # the nuclei set is built here when missing (a fresh clone), never skipped
+    root = _toy_dataset(tmp_path / "toy") if source == "toy" else ensure_demo_data("nuclei")
     config, adapter = _adapted_run(tmp_path, root)
     assert evaluation.main([str(config), "--save-masks", "--adapter", str(adapter)]) == 0
     cfg = load_config(str(config))
