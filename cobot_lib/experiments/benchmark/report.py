@@ -218,12 +218,12 @@ def cost(rows: Sequence[Mapping[str, Any]], grid: Grid, jobs: int = 2) -> pd.Dat
     """Per domain: the grid's points, the sum of their ``seconds`` (each run's wall time, one
     thread) in minutes, the part spent on configurations only issue 16's control tables run,
     and that sum / ``jobs``: the wall time the domain takes on ``jobs`` one-thread workers."""
-    index, out = index_rows(rows), {}
+    index, out, every = index_rows(rows), {}, grid.points()
     for domain in grid.domains:
         paper = {tuple(BenchmarkPoint.of(domain, 0, grid.domains[domain], **spec).row().values())
                  for table, specs in grid.tables_of(domain).items()
                  if section_of(table) != "controls" for spec in specs.values()}  # fmt: skip
-        points = [p for p in grid.points() if p.domain == domain]
+        points = [p for p in every if p.domain == domain]
         found = [(p, index.get(key_of(p.columns()))) for p in points]
         seconds = [float(r["seconds"]) for _, r in found if r is not None]
         controls = [float(r["seconds"]) for p, r in found

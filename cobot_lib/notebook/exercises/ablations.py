@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ...experiments.benchmark import comparisons, load_grid, read_rows
+from ...experiments.benchmark import comparisons, load_grid, read_rows, report
 from ...files import resolve_path
 
 RESULTS = "docs/results/benchmark"
@@ -23,7 +23,7 @@ def _paired(domain: str = "sonar") -> pd.DataFrame:
     full = (runs["cobot"] & (runs["coefficient_sets"] == "dual")
             & (runs["relation"] == "learnable") & (runs["head"] == "hypercomplex")
             & (runs["head_init"] == "paper") & (runs["base_init"] == "ones"))  # fmt: skip
-    metric = "mdsc" if domain == "ct" else "miou"
+    metric = report.metric_of(domain)  # the results column: "mdsc" for ct and mri
     scores = {"cobot": runs[full].set_index("seed")[metric],
               "plain": runs[~runs["cobot"]].set_index("seed")[metric]}  # fmt: skip
     return 100 * pd.DataFrame(scores).dropna()
